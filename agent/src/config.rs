@@ -1,0 +1,1 @@
+//! Configuration: node and cluster parts, loaded with figment and validated.

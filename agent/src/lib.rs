@@ -1,0 +1,6 @@
+//! lvs-agent: one director of an lvs-mesh cluster.
+//!
+//! Pure cores (config validation, ownership election, the IPVS plan, the VRRP codec)
+//! live in their own modules with no I/O; sockets and netlink stay at the edges.
+
+pub mod config;
