@@ -4,3 +4,6 @@
 //! live in their own modules with no I/O; sockets and netlink stay at the edges.
 
 pub mod config;
+pub mod ipvs;
+pub mod vip;
+pub mod membership;

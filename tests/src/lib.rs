@@ -1,2 +1,17 @@
 //! The lvs-mesh lab: a qemu VM booting a real IPVS kernel, network-namespace
 //! topologies, and the scenarios the integration tests run in them.
+//!
+//! Host side: [`vm::Lab`] fetches the kernel, builds the initramfs and boots it.
+//! Guest side: the `lvs-lab-guest` binary runs the [`scenarios`] named on the kernel
+//! command line and sends one [`lvs_proto::v1::ScenarioReport`] per scenario back
+//! over the [`wire`]. [`topology`] and [`shell`] work in the VM and on the host alike.
+
+pub mod fetch;
+pub mod guest;
+pub mod ipvsadm;
+pub mod scenario;
+pub mod scenarios;
+pub mod shell;
+pub mod topology;
+pub mod vm;
+pub mod wire;

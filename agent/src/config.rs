@@ -1,1 +1,0 @@
-//! Configuration: node and cluster parts, loaded with figment and validated.

@@ -1,0 +1,144 @@
+//! Loading: TOML file (syntax errors with line and column) merged with `LVS_*`
+//! environment overrides by figment, then deserialized with key paths on errors.
+
+use super::error::{ConfigError, ConfigErrors, Location};
+use super::model::{ClusterConfig, Config, ConfigFile};
+use super::validate::validate;
+use figment::error::Kind;
+use figment::providers::{Env, Serialized};
+use figment::value::Value;
+use figment::Figment;
+use std::path::Path;
+
+/// Prefix of environment overrides: `LVS_NODE__SYNCID=3` sets `node.syncid`.
+pub const ENV_PREFIX: &str = "LVS_";
+const ENV_SPLIT: &str = "__";
+
+/// Loads, merges environment overrides into, and validates one config file.
+pub fn load(path: impl AsRef<Path>) -> Result<Config, ConfigErrors> {
+    let text = std::fs::read_to_string(path.as_ref())
+        .map_err(|e| ConfigError::file(format!("cannot read: {e}")))?;
+    from_toml(&text, true)
+}
+
+/// Parses and validates config text without environment overrides (tests, and cluster
+/// documents received from peers).
+pub fn parse(text: &str) -> Result<Config, ConfigErrors> {
+    from_toml(text, false)
+}
+
+fn from_toml(text: &str, with_env: bool) -> Result<Config, ConfigErrors> {
+    let result = build(text, with_env);
+    if with_env {
+        result.map_err(name_env_sources)
+    } else {
+        result
+    }
+}
+
+fn build(text: &str, with_env: bool) -> Result<Config, ConfigErrors> {
+    let table: toml::Table = toml::from_str(text).map_err(|e| syntax_error(text, &e))?;
+    let mut figment = Figment::from(Serialized::defaults(table));
+    if with_env {
+        // Only nested keys: every top-level key is a table, and this keeps unrelated
+        // `LVS_*` variables (e.g. of the lab harness) out of the config.
+        figment = figment.merge(
+            Env::prefixed(ENV_PREFIX)
+                .filter(|k| k.as_str().contains(ENV_SPLIT))
+                .split(ENV_SPLIT),
+        );
+    }
+    let value: Value = figment
+        .extract()
+        .map_err(|e| ConfigError::file(e.kind.to_string()))?;
+    let file: ConfigFile = serde_path_to_error::deserialize(&value).map_err(|e| {
+        let path = e.path().to_string();
+        let reason = readable(e.into_inner().kind);
+        if path == "." {
+            ConfigError::file(reason)
+        } else {
+            ConfigError::at(path, reason)
+        }
+    })?;
+    let config = assemble(file)?;
+    let errors = validate(&config);
+    if errors.is_empty() {
+        Ok(config)
+    } else {
+        Err(ConfigErrors(errors))
+    }
+}
+
+/// Serde's wording, in config terms: "key" not "field", "integer" not "i64".
+fn readable(kind: Kind) -> String {
+    let expected = |e: &str| match e {
+        "i64" => "an integer".to_owned(),
+        "f64" => "a number of seconds".to_owned(),
+        "a string" | "string" => "a string".to_owned(),
+        other => other.to_owned(),
+    };
+    match kind {
+        Kind::UnknownField(key, valid) => {
+            format!("unknown key {key:?} (valid: {})", valid.join(", "))
+        }
+        Kind::MissingField(key) => format!("missing key {key:?}"),
+        Kind::InvalidType(actual, want) => format!("expected {}, found {actual}", expected(&want)),
+        other => other.to_string(),
+    }
+}
+
+fn syntax_error(text: &str, e: &toml::de::Error) -> ConfigError {
+    let start = e.span().map_or(0, |s| s.start).min(text.len());
+    let before = &text[..start];
+    let line = before.matches('\n').count() + 1;
+    let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    ConfigError {
+        location: Location::Line { line, column },
+        reason: format!("invalid TOML: {}", e.message().trim_end()),
+    }
+}
+
+/// Gathers the top-level cluster tables into one `ClusterConfig`.
+fn assemble(file: ConfigFile) -> Result<Config, ConfigError> {
+    let has_cluster_tables =
+        file.sync.is_some() || !file.vip_group.is_empty() || !file.service.is_empty();
+    let cluster = match file.cluster {
+        Some(c) => Some(ClusterConfig {
+            name: c.name,
+            sync: file.sync.unwrap_or_default(),
+            vip_groups: file.vip_group,
+            services: file.service,
+        }),
+        None if has_cluster_tables => {
+            return Err(ConfigError::at(
+                "cluster",
+                "missing: a file with sync, vip_group or service tables needs [cluster] name",
+            ))
+        }
+        None => None,
+    };
+    if file.node.is_none() && cluster.is_none() {
+        return Err(ConfigError::file("no [node] and no [cluster] table"));
+    }
+    Ok(Config {
+        node: file.node,
+        cluster,
+    })
+}
+
+/// Appends the environment variable that set a key, so an override is not mistaken for
+/// the file's value.
+fn name_env_sources(mut errors: ConfigErrors) -> ConfigErrors {
+    for e in &mut errors.0 {
+        if let Location::Key(path) = &e.location {
+            if path.contains('.') && !path.contains('[') {
+                let var = format!("{ENV_PREFIX}{}", path.replace('.', ENV_SPLIT)).to_uppercase();
+                if std::env::var_os(&var).is_some() {
+                    e.reason
+                        .push_str(&format!(" (set by environment variable {var})"));
+                }
+            }
+        }
+    }
+    errors
+}

@@ -1,0 +1,24 @@
+//! Configuration: this director's `[node]` part and the cluster part (sync, VIP groups,
+//! services), loaded with figment (TOML + `LVS_*` environment overrides) and validated.
+//!
+//! Errors name the key path (`service[2].real_server[0].port`, 0-based indices) or the
+//! line of a TOML syntax error. Structural errors stop at the first; semantic errors are
+//! all reported. The operator's reference is deploy/examples/REFERENCE.md.
+
+mod de;
+mod error;
+mod load;
+mod model;
+mod types;
+mod validate;
+
+pub use error::{ConfigError, ConfigErrors, Location};
+pub use load::{load, parse, ENV_PREFIX};
+pub use model::{
+    Authentication, Check, ClusterConfig, Config, NodeConfig, RealServer, Service, ServiceKey,
+    SorryServer, SyncConfig, UrlCheck, VipGroup, DEFAULT_CONTROL_PORT, DEFAULT_GOSSIP_PORT,
+};
+pub use types::{
+    AuthType, CheckKind, Family, Forwarding, NodeId, Priority, Protocol, SchedFlag, Scheduler,
+    StatusRange, TunnelChecksum, TunnelType, VipAddress, VrrpVersion,
+};

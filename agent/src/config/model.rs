@@ -1,0 +1,491 @@
+//! The typed config model. Field docs give each key's meaning and default; the
+//! reference for operators is deploy/examples/REFERENCE.md.
+
+use super::de;
+use super::types::*;
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// One loaded and validated config file: this director's `[node]` part, the cluster
+/// part, or both. (The roadmap spreads the cluster part by gossip, so a joining node
+/// will need only its node part.)
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    pub node: Option<NodeConfig>,
+    pub cluster: Option<ClusterConfig>,
+}
+
+/// The file as written: the cluster part is spread over top-level tables.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct ConfigFile {
+    pub node: Option<NodeConfig>,
+    pub cluster: Option<ClusterTable>,
+    pub sync: Option<SyncConfig>,
+    #[serde(default)]
+    pub vip_group: Vec<VipGroup>,
+    #[serde(default)]
+    pub service: Vec<Service>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct ClusterTable {
+    pub name: String,
+}
+
+/// `[node]`: this director.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeConfig {
+    pub id: NodeId,
+    /// Interface carrying the VIPs, VRRP and the sync multicast (the seed's `ens18`).
+    pub interface: String,
+    /// This director's own address on `interface`.
+    pub address: IpAddr,
+    /// Membership gossip socket; default `address:7946`.
+    pub gossip_listen: Option<SocketAddr>,
+    /// Control-plane socket; default `address:7947`.
+    pub control_listen: Option<SocketAddr>,
+    /// IPVS sync id this node uses as sync master (1..=255, unique in the cluster).
+    #[serde(deserialize_with = "de::int::<1, 255, _, _>")]
+    pub syncid: u8,
+    /// Peers to contact at start, `host:port` (IPv6 as `[addr]:port`).
+    #[serde(default)]
+    pub join: Vec<String>,
+    /// Cluster key files; the first one is the primary key, the others are still accepted
+    /// (key rotation).
+    #[serde(default)]
+    pub cluster_key_files: Vec<PathBuf>,
+}
+
+pub const DEFAULT_GOSSIP_PORT: u16 = 7946;
+pub const DEFAULT_CONTROL_PORT: u16 = 7947;
+
+impl NodeConfig {
+    pub fn gossip_addr(&self) -> SocketAddr {
+        self.gossip_listen
+            .unwrap_or(SocketAddr::new(self.address, DEFAULT_GOSSIP_PORT))
+    }
+
+    pub fn control_addr(&self) -> SocketAddr {
+        self.control_listen
+            .unwrap_or(SocketAddr::new(self.address, DEFAULT_CONTROL_PORT))
+    }
+}
+
+/// The cluster-wide part: `[cluster]`, `[sync]`, `[[vip_group]]`, `[[service]]`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ClusterConfig {
+    pub name: String,
+    pub sync: SyncConfig,
+    pub vip_groups: Vec<VipGroup>,
+    pub services: Vec<Service>,
+}
+
+impl ClusterConfig {
+    /// The group that holds `addr`, if any.
+    pub fn group_of(&self, addr: IpAddr) -> Option<&VipGroup> {
+        self.vip_groups
+            .iter()
+            .find(|g| g.addresses.iter().any(|a| a.addr == addr))
+    }
+}
+
+/// `[sync]`: IPVS connection synchronisation and the conn-table sysctls that matter for
+/// fail-over. Defaults are the kernel's.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SyncConfig {
+    #[serde(default = "default_mcast_group")]
+    pub mcast_group: IpAddr,
+    #[serde(
+        default = "default_mcast_port",
+        deserialize_with = "de::int::<1, 65535, _, _>"
+    )]
+    pub mcast_port: u16,
+    #[serde(
+        default = "de::n::<_, 1>",
+        deserialize_with = "de::int::<1, 255, _, _>"
+    )]
+    pub mcast_ttl: u8,
+    /// Largest sync message; unset = derived from the interface MTU by the kernel.
+    #[serde(default, deserialize_with = "de::opt_int::<1, 65535, _, _>")]
+    pub maxlen: Option<u16>,
+    /// `net.ipv4.vs.sync_version`.
+    #[serde(default = "de::n::<_, 1>", deserialize_with = "de::int::<0, 1, _, _>")]
+    pub sync_version: u8,
+    /// `net.ipv4.vs.sync_threshold`: [threshold, period].
+    #[serde(default = "default_sync_threshold")]
+    pub sync_threshold: [u32; 2],
+    /// `net.ipv4.vs.sync_refresh_period`; 0 = off.
+    #[serde(default = "de::secs::<0>", deserialize_with = "de::seconds")]
+    pub sync_refresh_period: Duration,
+    #[serde(default)]
+    pub sync_persist_mode: bool,
+    #[serde(default)]
+    pub expire_nodest_conn: bool,
+    #[serde(default)]
+    pub expire_quiescent_template: bool,
+    #[serde(default)]
+    pub conntrack: bool,
+}
+
+fn default_mcast_group() -> IpAddr {
+    IpAddr::from([224, 0, 0, 81])
+}
+
+fn default_mcast_port() -> u16 {
+    8848
+}
+
+fn default_sync_threshold() -> [u32; 2] {
+    [3, 50]
+}
+
+impl Default for SyncConfig {
+    fn default() -> Self {
+        SyncConfig {
+            mcast_group: default_mcast_group(),
+            mcast_port: default_mcast_port(),
+            mcast_ttl: 1,
+            maxlen: None,
+            sync_version: 1,
+            sync_threshold: default_sync_threshold(),
+            sync_refresh_period: Duration::ZERO,
+            sync_persist_mode: false,
+            expire_nodest_conn: false,
+            expire_quiescent_template: false,
+            conntrack: false,
+        }
+    }
+}
+
+/// `[[vip_group]]`: addresses that move together, one VRRP instance of the seed.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VipGroup {
+    pub name: String,
+    #[serde(deserialize_with = "de::int::<1, 255, _, _>")]
+    pub vrrp_id: u8,
+    #[serde(default)]
+    pub version: VrrpVersion,
+    /// Default: the node's interface.
+    pub interface: Option<String>,
+    pub addresses: Vec<VipAddress>,
+    /// Node id → priority; nodes not listed get `default_priority`.
+    #[serde(default)]
+    pub priorities: BTreeMap<NodeId, Priority>,
+    #[serde(default = "default_priority")]
+    pub default_priority: Priority,
+    #[serde(default = "de::secs::<1>", deserialize_with = "de::seconds")]
+    pub advert_int: Duration,
+    #[serde(default = "de::yes")]
+    pub preempt: bool,
+    #[serde(default = "de::secs::<0>", deserialize_with = "de::seconds")]
+    pub preempt_delay: Duration,
+    pub authentication: Option<Authentication>,
+    #[serde(default = "de::secs::<5>", deserialize_with = "de::seconds")]
+    pub garp_master_delay: Duration,
+    #[serde(default = "de::n::<_, 5>")]
+    pub garp_master_repeat: u32,
+    /// 0 = no periodic refresh.
+    #[serde(default = "de::secs::<0>", deserialize_with = "de::seconds")]
+    pub garp_master_refresh: Duration,
+    #[serde(default = "de::n::<_, 1>")]
+    pub garp_master_refresh_repeat: u32,
+    #[serde(default = "de::secs::<0>", deserialize_with = "de::seconds")]
+    pub garp_interval: Duration,
+    #[serde(default = "de::secs::<0>", deserialize_with = "de::seconds")]
+    pub gna_interval: Duration,
+}
+
+fn default_priority() -> Priority {
+    Priority::DEFAULT
+}
+
+impl VipGroup {
+    /// The family of the group's addresses (validation makes them all the same).
+    pub fn family(&self) -> Option<Family> {
+        self.addresses.first().map(VipAddress::family)
+    }
+
+    pub fn priority_of(&self, node: &NodeId) -> Priority {
+        self.priorities
+            .get(node)
+            .copied()
+            .unwrap_or(self.default_priority)
+    }
+
+    /// The interface the group runs on for a node whose interface is `node_interface`.
+    pub fn interface_or<'a>(&'a self, node_interface: &'a str) -> &'a str {
+        self.interface.as_deref().unwrap_or(node_interface)
+    }
+}
+
+/// VRRPv2 authentication (keepalived `authentication { auth_type PASS; auth_pass ... }`).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Authentication {
+    #[serde(rename = "type")]
+    pub kind: AuthType,
+    pub password: String,
+}
+
+/// How a service is identified in IPVS.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum ServiceKey {
+    Addr {
+        vip: IpAddr,
+        port: u16,
+        protocol: Protocol,
+    },
+    Fwmark {
+        mark: u32,
+        family: Family,
+    },
+}
+
+impl std::fmt::Display for ServiceKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ServiceKey::Addr {
+                vip,
+                port,
+                protocol,
+            } => write!(f, "{protocol} {}", SocketAddr::new(*vip, *port)),
+            ServiceKey::Fwmark { mark, family } => write!(f, "fwmark {mark} {family}"),
+        }
+    }
+}
+
+/// `[[service]]`: an IPVS virtual service (keepalived `virtual_server`), given either as
+/// `vip` + `port` (+ `protocol`) or as `fwmark` (+ `family`).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Service {
+    pub vip: Option<IpAddr>,
+    #[serde(default, deserialize_with = "de::opt_int::<1, 65535, _, _>")]
+    pub port: Option<u16>,
+    /// Default `tcp` (address form only).
+    pub protocol: Option<Protocol>,
+    #[serde(default, deserialize_with = "de::opt_int::<1, 4294967295, _, _>")]
+    pub fwmark: Option<u32>,
+    /// Default `inet` (fwmark form only).
+    pub family: Option<Family>,
+    #[serde(default = "default_scheduler")]
+    pub scheduler: Scheduler,
+    #[serde(default)]
+    pub sched_flags: Vec<SchedFlag>,
+    #[serde(default = "default_forwarding")]
+    pub forwarding: Forwarding,
+    /// Default `ipip` when tunnelling.
+    pub tunnel_type: Option<TunnelType>,
+    #[serde(default, deserialize_with = "de::opt_int::<1, 65535, _, _>")]
+    pub tunnel_port: Option<u16>,
+    pub tunnel_checksum: Option<TunnelChecksum>,
+    /// Whole seconds; unset = no persistence.
+    #[serde(default, deserialize_with = "de::opt_seconds")]
+    pub persistence_timeout: Option<Duration>,
+    /// Client addresses sharing this prefix stick to one real server (IPv4 1..=32,
+    /// IPv6 1..=128); default: the whole address.
+    #[serde(default, deserialize_with = "de::opt_int::<1, 128, _, _>")]
+    pub persistence_prefix: Option<u8>,
+    #[serde(default)]
+    pub ops: bool,
+    #[serde(default = "de::secs::<60>", deserialize_with = "de::seconds")]
+    pub delay_loop: Duration,
+    #[serde(
+        default = "de::n::<_, 1>",
+        deserialize_with = "de::int::<1, 4294967295, _, _>"
+    )]
+    pub quorum: u32,
+    #[serde(default)]
+    pub hysteresis: u32,
+    pub sorry_server: Option<SorryServer>,
+    #[serde(default)]
+    pub alpha: bool,
+    #[serde(default)]
+    pub omega: bool,
+    #[serde(default)]
+    pub inhibit_on_failure: bool,
+    #[serde(default, rename = "real_server")]
+    pub real_servers: Vec<RealServer>,
+}
+
+fn default_scheduler() -> Scheduler {
+    Scheduler::Wlc
+}
+
+fn default_forwarding() -> Forwarding {
+    Forwarding::Dr
+}
+
+impl Service {
+    /// The IPVS identity; `None` only when neither or both forms are given, which
+    /// validation rejects.
+    pub fn key(&self) -> Option<ServiceKey> {
+        match (self.vip, self.port, self.fwmark) {
+            (Some(vip), Some(port), None) => Some(ServiceKey::Addr {
+                vip,
+                port,
+                protocol: self.protocol.unwrap_or(Protocol::Tcp),
+            }),
+            (None, None, Some(mark)) => Some(ServiceKey::Fwmark {
+                mark,
+                family: self.family.unwrap_or(Family::Inet),
+            }),
+            _ => None,
+        }
+    }
+
+    pub fn family(&self) -> Family {
+        match self.vip {
+            Some(vip) => Family::of(vip),
+            None => self.family.unwrap_or(Family::Inet),
+        }
+    }
+
+    pub fn forwarding_of(&self, rs: &RealServer) -> Forwarding {
+        rs.forwarding.unwrap_or(self.forwarding)
+    }
+
+    pub fn inhibit_on_failure_of(&self, rs: &RealServer) -> bool {
+        rs.inhibit_on_failure.unwrap_or(self.inhibit_on_failure)
+    }
+
+    /// Whether any real server of the service is reached through a tunnel.
+    pub fn uses_tunnel(&self) -> bool {
+        self.forwarding == Forwarding::Tun
+            || self
+                .real_servers
+                .iter()
+                .any(|rs| rs.forwarding == Some(Forwarding::Tun))
+    }
+}
+
+/// Where traffic goes when fewer than `quorum` real servers are up.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SorryServer {
+    pub address: IpAddr,
+    #[serde(default, deserialize_with = "de::opt_int::<1, 65535, _, _>")]
+    pub port: Option<u16>,
+}
+
+/// `[[service.real_server]]`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RealServer {
+    pub address: IpAddr,
+    /// Required for address services, forbidden for fwmark services.
+    #[serde(default, deserialize_with = "de::opt_int::<1, 65535, _, _>")]
+    pub port: Option<u16>,
+    #[serde(
+        default = "de::n::<_, 1>",
+        deserialize_with = "de::int::<0, 65535, _, _>"
+    )]
+    pub weight: u32,
+    /// 0 = no limit.
+    #[serde(default)]
+    pub upper_threshold: u32,
+    #[serde(default)]
+    pub lower_threshold: u32,
+    /// Default: the service's.
+    pub forwarding: Option<Forwarding>,
+    /// Default: the service's.
+    pub inhibit_on_failure: Option<bool>,
+    #[serde(default, rename = "check")]
+    pub checks: Vec<Check>,
+}
+
+/// `[[service.real_server.check]]`: one health check (all must pass).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Check {
+    pub kind: CheckKind,
+    /// Default: the service's `delay_loop`.
+    #[serde(default, deserialize_with = "de::opt_seconds")]
+    pub delay_loop: Option<Duration>,
+    #[serde(default = "de::secs::<5>", deserialize_with = "de::seconds")]
+    pub connect_timeout: Duration,
+    #[serde(default = "de::n::<_, 1>")]
+    pub retry: u32,
+    #[serde(default = "de::secs::<1>", deserialize_with = "de::seconds")]
+    pub delay_before_retry: Duration,
+    /// Random delay before the first check, up to this; default: the delay loop.
+    #[serde(default, deserialize_with = "de::opt_seconds")]
+    pub warmup: Option<Duration>,
+    /// http_get / ssl_get.
+    #[serde(default)]
+    pub url: Vec<UrlCheck>,
+    pub virtualhost: Option<String>,
+    /// Default: the real server's port.
+    #[serde(default, deserialize_with = "de::opt_int::<1, 65535, _, _>")]
+    pub connect_port: Option<u16>,
+    /// Default: the real server's address.
+    pub connect_ip: Option<IpAddr>,
+    /// misc_check: the command line to run.
+    pub misc_path: Option<String>,
+    /// Default: the check's delay loop.
+    #[serde(default, deserialize_with = "de::opt_seconds")]
+    pub misc_timeout: Option<Duration>,
+    #[serde(default)]
+    pub misc_dynamic: bool,
+}
+
+impl Check {
+    pub fn delay_loop_in(&self, service: &Service) -> Duration {
+        self.delay_loop.unwrap_or(service.delay_loop)
+    }
+}
+
+/// One url of an http_get / ssl_get check.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UrlCheck {
+    pub path: String,
+    #[serde(default = "default_status")]
+    pub status_code: Vec<StatusRange>,
+    /// MD5 of the body, 32 hex digits (keepalived `digest`).
+    pub digest: Option<String>,
+}
+
+fn default_status() -> Vec<StatusRange> {
+    vec![StatusRange::SUCCESS]
+}
+
+impl Config {
+    /// One line for `check-config`, e.g. `node ha_lb_01 (syncid 1) on ens18 172.16.0.10`.
+    pub fn summary(&self) -> String {
+        let node = self.node.as_ref().map(|n| {
+            format!(
+                "node {} (syncid {}) on {} {}",
+                n.id, n.syncid, n.interface, n.address
+            )
+        });
+        let cluster = self.cluster.as_ref().map(|c| {
+            let plural = |n: usize, one: &str, many: &str| {
+                format!("{n} {}", if n == 1 { one } else { many })
+            };
+            let addrs: usize = c.vip_groups.iter().map(|g| g.addresses.len()).sum();
+            let rs: usize = c.services.iter().map(|s| s.real_servers.len()).sum();
+            format!(
+                "cluster {:?}: {} ({}), {}, {}",
+                c.name,
+                plural(c.vip_groups.len(), "vip group", "vip groups"),
+                plural(addrs, "address", "addresses"),
+                plural(c.services.len(), "service", "services"),
+                plural(rs, "real server", "real servers"),
+            )
+        });
+        [node, cluster]
+            .into_iter()
+            .flatten()
+            .collect::<Vec<_>>()
+            .join("; ")
+    }
+}

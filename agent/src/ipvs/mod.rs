@@ -1,0 +1,21 @@
+//! Typed async client for the kernel's IPVS generic-netlink family.
+//!
+//! Layers, innermost first: [`model`] (plain data the reconciler works with),
+//! [`attrs`] (netlink attributes), [`message`] (the generic-netlink payload),
+//! [`codec`] (model <-> attributes, pure), [`client`] (the socket).
+//! Wire format: `include/uapi/linux/ip_vs.h`; requests mirror ipvsadm's layout,
+//! checked against byte vectors captured from a real kernel (`tests`).
+
+pub mod attrs;
+pub mod client;
+pub mod codec;
+pub mod error;
+pub mod message;
+pub mod model;
+
+#[cfg(test)]
+mod tests;
+
+pub use client::IpvsClient;
+pub use error::{Errno, Error, Object};
+pub use model::*;

@@ -1,0 +1,288 @@
+//! The one task that owns the foca instance, following foca's runtime rules:
+//! every foca call happens here, the effects it accumulates are drained right
+//! after each call, and timers come back in deadline order.
+
+use std::{
+    cmp::Reverse,
+    collections::{binary_heap::PeekMut, BinaryHeap},
+    net::SocketAddr,
+    sync::Arc,
+    time::Duration,
+};
+
+use foca::{AccumulatingRuntime, Foca, NoCustomBroadcast, OwnedNotification, Timer};
+use rand::rngs::StdRng;
+use tokio::{
+    net::UdpSocket,
+    sync::{mpsc, oneshot},
+    time::{Instant, MissedTickBehavior},
+};
+use tracing::{debug, error, info, warn};
+
+use super::{
+    codec::{peek_sender, ProtoCodec},
+    conflict::{Conflict, ConflictDetector},
+    counters::Counters,
+    events::{diff, LiveSet, MemberInfo, MemberState, MembershipEvent},
+    identity::NodeIdentity,
+    keyring::KeyRing,
+};
+
+/// Larger than any datagram we accept, so an oversized one is seen whole and
+/// rejected rather than silently truncated.
+const RECV_BUF: usize = 64 * 1024;
+
+pub(super) enum Command {
+    Join(Vec<SocketAddr>),
+    SetDrain(bool, oneshot::Sender<()>),
+    Members(oneshot::Sender<Vec<MemberInfo>>),
+    Leave(oneshot::Sender<()>),
+    Stop(oneshot::Sender<()>),
+}
+
+type Swim = Foca<NodeIdentity, ProtoCodec, StdRng, NoCustomBroadcast>;
+
+pub(super) struct Driver {
+    pub(super) foca: Swim,
+    pub(super) runtime: AccumulatingRuntime<NodeIdentity>,
+    /// foca's timers by deadline; equal deadlines in foca's own `Timer` order.
+    pub(super) timers: BinaryHeap<Reverse<(Instant, Timer<NodeIdentity>)>>,
+    pub(super) socket: UdpSocket,
+    pub(super) keys: KeyRing,
+    /// Addresses announced to at start, by `join`, and again while we have
+    /// no live peer (a node may start before its seeds).
+    pub(super) seeds: Vec<SocketAddr>,
+    pub(super) join_retry: Duration,
+    pub(super) counters: Arc<Counters>,
+    pub(super) events: mpsc::Sender<MembershipEvent>,
+    pub(super) live: LiveSet,
+    pub(super) conflicts: ConflictDetector,
+}
+
+/// One wake-up of the task.
+enum Step {
+    Command(Option<Command>),
+    Datagram(std::io::Result<(usize, SocketAddr)>),
+    Timers,
+    RetryJoin,
+}
+
+impl Driver {
+    pub async fn run(mut self, mut commands: mpsc::Receiver<Command>) {
+        let mut buf = vec![0; RECV_BUF];
+        let mut retry = tokio::time::interval(self.join_retry);
+        retry.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        let finished = loop {
+            let next_timer = self.timers.peek().map(|Reverse((at, _))| *at);
+            let step = tokio::select! {
+                command = commands.recv() => Step::Command(command),
+                received = self.socket.recv_from(&mut buf) => Step::Datagram(received),
+                () = sleep_until(next_timer) => Step::Timers,
+                _ = retry.tick() => Step::RetryJoin,
+            };
+            match step {
+                Step::Command(None) => break None,
+                Step::Command(Some(Command::Stop(reply))) => break Some(reply),
+                Step::Command(Some(Command::Leave(reply))) => {
+                    if let Err(e) = self.foca.leave_cluster(&mut self.runtime) {
+                        warn!(error = %e, "leaving the gossip cluster");
+                    }
+                    self.flush().await;
+                    info!("left the gossip cluster");
+                    break Some(reply);
+                }
+                Step::Command(Some(Command::Join(peers))) => self.join(peers),
+                Step::Command(Some(Command::SetDrain(drain, reply))) => {
+                    self.set_drain(drain);
+                    let _ = reply.send(());
+                }
+                Step::Command(Some(Command::Members(reply))) => {
+                    let _ = reply.send(self.members());
+                }
+                Step::Datagram(Ok((len, from))) => self.receive(&buf[..len], from),
+                Step::Datagram(Err(e)) => warn!(error = %e, "gossip socket receive"),
+                Step::Timers => self.fire_due_timers(),
+                Step::RetryJoin => {
+                    if self.foca.num_members() == 0 {
+                        self.announce_to_seeds();
+                    }
+                }
+            }
+            self.flush().await;
+        };
+        // Close the socket before confirming, so a caller may rebind the port.
+        drop(self);
+        if let Some(reply) = finished {
+            let _ = reply.send(());
+        }
+    }
+
+    fn join(&mut self, peers: Vec<SocketAddr>) {
+        for peer in peers {
+            if !self.seeds.contains(&peer) {
+                self.seeds.push(peer);
+            }
+        }
+        self.announce_to_seeds();
+    }
+
+    fn members(&self) -> Vec<MemberInfo> {
+        let local = MemberInfo::new(self.foca.identity(), MemberState::Alive, true);
+        let others = self
+            .foca
+            .iter_membership_state()
+            .map(|m| MemberInfo::new(m.id(), m.state().into(), false));
+        std::iter::once(local).chain(others).collect()
+    }
+
+    fn set_drain(&mut self, drain: bool) {
+        let current = self.foca.identity();
+        if current.meta.drain == drain {
+            return;
+        }
+        let mut next = current.clone();
+        next.meta.drain = drain;
+        next.revision = next.revision.wrapping_add(1);
+        info!(drain, revision = next.revision, "publishing new metadata");
+        if let Err(e) = self.foca.change_identity(next, &mut self.runtime) {
+            warn!(error = %e, "changing gossip identity");
+        }
+    }
+
+    fn announce_to_seeds(&mut self) {
+        let local = self.foca.identity().addr;
+        for &seed in self.seeds.iter().filter(|&&s| s != local) {
+            if let Err(e) = self
+                .foca
+                .announce(NodeIdentity::placeholder(seed), &mut self.runtime)
+            {
+                warn!(%seed, error = %e, "announcing to gossip seed");
+            }
+        }
+    }
+
+    fn receive(&mut self, datagram: &[u8], from: SocketAddr) {
+        self.counters.received();
+        let plaintext = match self.keys.open(datagram) {
+            Ok(plaintext) => plaintext,
+            Err(reason) => {
+                self.counters.dropped(reason);
+                debug!(%from, %reason, "dropped gossip datagram");
+                return;
+            }
+        };
+        if let Some(conflict) =
+            peek_sender(&plaintext).and_then(|src| self.conflicts.observe_sender(&src))
+        {
+            self.report(conflict);
+        }
+        if let Err(e) = self.foca.handle_data(&plaintext, &mut self.runtime) {
+            self.counters.bad_payload();
+            debug!(%from, error = %e, "dropped gossip packet");
+        }
+    }
+
+    fn fire_due_timers(&mut self) {
+        let now = Instant::now();
+        while let Some(top) = self.timers.peek_mut() {
+            if top.0 .0 > now {
+                break;
+            }
+            let Reverse((_, timer)) = PeekMut::pop(top);
+            if let Err(e) = self.foca.handle_timer(timer, &mut self.runtime) {
+                warn!(error = %e, "gossip timer");
+            }
+        }
+    }
+
+    /// Drains what the last foca calls produced: notifications, timers, packets.
+    async fn flush(&mut self) {
+        let mut membership_changed = false;
+        while let Some(notification) = self.runtime.to_notify() {
+            membership_changed |= log_notification(notification);
+        }
+        let now = Instant::now();
+        while let Some((after, timer)) = self.runtime.to_schedule() {
+            self.timers.push(Reverse((now + after, timer)));
+        }
+        while let Some((to, packet)) = self.runtime.to_send() {
+            let datagram = self.keys.seal(&packet);
+            match self.socket.send_to(&datagram, to.addr).await {
+                Ok(_) => self.counters.sent(),
+                Err(e) => {
+                    self.counters.send_error();
+                    debug!(to = %to.addr, error = %e, "gossip send");
+                }
+            }
+        }
+        if membership_changed {
+            self.publish_changes();
+        }
+    }
+
+    fn publish_changes(&mut self) {
+        let live: LiveSet = self
+            .foca
+            .iter_members()
+            .map(|m| (m.id().addr, m.clone()))
+            .collect();
+        for event in diff(&self.live, &live) {
+            info!(?event, "membership");
+            self.emit(event);
+        }
+        self.live = live;
+        let local = self.foca.identity();
+        let ids = self.live.values().map(|m| m.id()).chain([local]);
+        for conflict in self.conflicts.check_syncids(ids) {
+            self.report(conflict);
+        }
+    }
+
+    fn report(&mut self, conflict: Conflict) {
+        error!(?conflict, "membership conflict: fix the node configuration");
+        self.counters.conflict();
+        self.emit(MembershipEvent::Conflict(conflict));
+    }
+
+    fn emit(&self, event: MembershipEvent) {
+        if let Err(mpsc::error::TrySendError::Full(event)) = self.events.try_send(event) {
+            // Never stall gossip on a slow consumer; it can resync with members().
+            self.counters.event_dropped();
+            warn!(?event, "membership event receiver full, event dropped");
+        }
+    }
+}
+
+/// Logs foca's own state changes; true when the member set may have changed.
+fn log_notification(notification: OwnedNotification<NodeIdentity>) -> bool {
+    match notification {
+        OwnedNotification::MemberUp(_)
+        | OwnedNotification::MemberDown(_)
+        | OwnedNotification::Rename(..) => true,
+        OwnedNotification::Active => {
+            info!("gossip: known to the cluster");
+            false
+        }
+        OwnedNotification::Idle => {
+            warn!("gossip: no live peer");
+            false
+        }
+        OwnedNotification::Rejoin(id) => {
+            warn!(revision = id.revision, "gossip: declared down, rejoined");
+            false
+        }
+        OwnedNotification::Defunct => {
+            error!("gossip: declared down and cannot rejoin");
+            false
+        }
+        #[allow(unreachable_patterns)] // foca's optional notifications
+        _ => false,
+    }
+}
+
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}

@@ -1,0 +1,160 @@
+//! What the membership layer reports: member snapshots and change events,
+//! derived by diffing foca's live member set before and after each step.
+
+use std::{collections::BTreeMap, net::SocketAddr};
+
+use foca::{Member, State};
+
+use super::{conflict::Conflict, identity::NodeIdentity};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MemberState {
+    Alive,
+    /// Someone failed to probe it; still counted as live until declared down.
+    Suspect,
+    Down,
+}
+
+impl From<State> for MemberState {
+    fn from(state: State) -> Self {
+        match state {
+            State::Alive => Self::Alive,
+            State::Suspect => Self::Suspect,
+            State::Down => Self::Down,
+        }
+    }
+}
+
+/// One member as this node sees it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MemberInfo {
+    pub node_id: String,
+    pub addr: SocketAddr,
+    pub syncid: u8,
+    pub drain: bool,
+    pub version: String,
+    pub incarnation: u64,
+    pub state: MemberState,
+    /// This is the local node.
+    pub local: bool,
+}
+
+impl MemberInfo {
+    pub(super) fn new(id: &NodeIdentity, state: MemberState, local: bool) -> Self {
+        Self {
+            node_id: id.node_id.clone(),
+            addr: id.addr,
+            syncid: id.meta.syncid,
+            drain: id.meta.drain,
+            version: id.meta.version.clone(),
+            incarnation: id.incarnation,
+            state,
+            local,
+        }
+    }
+
+    pub fn is_live(&self) -> bool {
+        self.state != MemberState::Down
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum MembershipEvent {
+    /// A member became live (joined, restarted, or came back).
+    MemberUp(MemberInfo),
+    /// A member left, was declared down, or was replaced by its next life.
+    MemberDown(MemberInfo),
+    /// A live member changed its syncid, drain flag or version.
+    MetaChanged {
+        before: MemberInfo,
+        after: MemberInfo,
+    },
+    /// Two live nodes claim one node id or one syncid: misconfiguration.
+    Conflict(Conflict),
+}
+
+/// foca's live (alive or suspect) members, keyed like foca keys them.
+pub type LiveSet = BTreeMap<SocketAddr, Member<NodeIdentity>>;
+
+/// The events that turn `before` into `after`.
+pub fn diff(before: &LiveSet, after: &LiveSet) -> Vec<MembershipEvent> {
+    let info = |m: &Member<NodeIdentity>| MemberInfo::new(m.id(), m.state().into(), false);
+    let down = |m: &Member<NodeIdentity>| MemberInfo::new(m.id(), MemberState::Down, false);
+    let mut events = Vec::new();
+    for (addr, old) in before {
+        match after.get(addr) {
+            None => events.push(MembershipEvent::MemberDown(down(old))),
+            Some(new) => {
+                let (o, n) = (old.id(), new.id());
+                if o.node_id != n.node_id || o.incarnation != n.incarnation {
+                    events.push(MembershipEvent::MemberDown(down(old)));
+                    events.push(MembershipEvent::MemberUp(info(new)));
+                } else if o.meta != n.meta {
+                    events.push(MembershipEvent::MetaChanged {
+                        before: info(old),
+                        after: info(new),
+                    });
+                }
+            }
+        }
+    }
+    for (addr, new) in after {
+        if !before.contains_key(addr) {
+            events.push(MembershipEvent::MemberUp(info(new)));
+        }
+    }
+    events
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::membership::identity::test_identity;
+
+    fn set(ids: &[&NodeIdentity]) -> LiveSet {
+        ids.iter()
+            .map(|id| (id.addr, Member::alive((*id).clone())))
+            .collect()
+    }
+
+    fn kinds(events: &[MembershipEvent]) -> Vec<(&'static str, &str)> {
+        events
+            .iter()
+            .map(|e| match e {
+                MembershipEvent::MemberUp(m) => ("up", m.node_id.as_str()),
+                MembershipEvent::MemberDown(m) => ("down", m.node_id.as_str()),
+                MembershipEvent::MetaChanged { after, .. } => ("meta", after.node_id.as_str()),
+                MembershipEvent::Conflict(_) => ("conflict", ""),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn join_leave_restart_and_metadata() {
+        let a = test_identity("lb1", 1, 1);
+        let b = test_identity("lb2", 2, 1);
+        assert_eq!(kinds(&diff(&set(&[]), &set(&[&a]))), [("up", "lb1")]);
+        assert_eq!(
+            kinds(&diff(&set(&[&a, &b]), &set(&[&b]))),
+            [("down", "lb1")]
+        );
+
+        let restarted = test_identity("lb2", 2, 2);
+        assert_eq!(
+            kinds(&diff(&set(&[&b]), &set(&[&restarted]))),
+            [("down", "lb2"), ("up", "lb2")]
+        );
+
+        let mut drained = b.clone();
+        drained.revision += 1;
+        drained.meta.drain = true;
+        assert_eq!(
+            kinds(&diff(&set(&[&b]), &set(&[&drained]))),
+            [("meta", "lb2")]
+        );
+
+        let mut renewed = b.clone();
+        renewed.revision += 1;
+        assert!(diff(&set(&[&b]), &set(&[&renewed])).is_empty());
+    }
+}

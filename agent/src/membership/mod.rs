@@ -1,0 +1,321 @@
+//! Gossip membership: which directors are alive, with their metadata.
+//!
+//! SWIM (the `foca` crate) over UDP. One tokio task owns the foca instance
+//! (`driver`); handles talk to it over a channel. Every datagram is a
+//! protobuf `lvs.v1.GossipDatagram` sealed with ChaCha20-Poly1305 under the
+//! cluster key (`keyring`); its plaintext is foca's packet made of the
+//! protobuf messages of `proto/lvs/v1/gossip.proto` (`codec`).
+//!
+//! Failure detection: with the LAN preset ([`lan_swim_config`]) a member
+//! probes one peer per `probe_period` (1 s), waits `probe_rtt` (500 ms) for an
+//! ack before asking 3 others to probe indirectly, suspects it at the end of
+//! the period and declares it down `suspect_to_down_after` later (4 s for up to
+//! 10 members). A crashed member is typically declared down after about
+//! `probe_period + suspect_to_down_after` (5 s); [`failure_detection_bound`]
+//! gives the worst case (10 s with 3 members, 14 s with 5).
+
+mod codec;
+mod conflict;
+mod counters;
+mod driver;
+mod events;
+mod identity;
+mod keyring;
+
+use std::{
+    collections::BinaryHeap,
+    net::SocketAddr,
+    num::NonZeroU32,
+    sync::Arc,
+    time::{Duration, SystemTime, UNIX_EPOCH},
+};
+
+use foca::{AccumulatingRuntime, Foca};
+use tokio::{
+    net::UdpSocket,
+    sync::{mpsc, oneshot},
+};
+use tracing::Instrument as _;
+
+pub use conflict::Conflict;
+pub use counters::MembershipCounters;
+pub use events::{MemberInfo, MemberState, MembershipEvent};
+pub use keyring::{ClusterKey, KeyError, KeyRing, OpenError};
+
+use codec::ProtoCodec;
+use conflict::ConflictDetector;
+use counters::Counters;
+use driver::{Command, Driver};
+use identity::{NodeIdentity, NodeMeta};
+
+/// foca's LAN preset (memberlist's DefaultLANConfig) for an expected
+/// cluster size: see the module doc for the resulting detection time.
+pub fn lan_swim_config(expected_cluster_size: u32) -> foca::Config {
+    foca::Config::new_lan(NonZeroU32::new(expected_cluster_size).unwrap_or(NonZeroU32::MIN))
+}
+
+/// Worst-case time for every live member to declare a crashed one down.
+///
+/// Each live member walks its peers in a shuffled round-robin, one probe per
+/// `probe_period`, so it reaches the dead member within `2 (n - 1)` periods;
+/// the failed probe raises suspicion at the end of its period; suspicion
+/// turns into down after `suspect_to_down_after`; the down update then
+/// spreads with the next probe or periodic gossip, within one more period.
+pub fn failure_detection_bound(swim: &foca::Config, cluster_size: usize) -> Duration {
+    let periods = 2 * cluster_size.saturating_sub(1) + 2;
+    swim.probe_period * u32::try_from(periods).unwrap_or(u32::MAX) + swim.suspect_to_down_after
+}
+
+/// Everything one membership instance needs.
+#[derive(Clone, Debug)]
+pub struct MembershipConfig {
+    /// Unique in the cluster; two live nodes with one id raise a conflict.
+    pub node_id: String,
+    /// UDP address to bind; port 0 picks a free port.
+    pub gossip_listen: SocketAddr,
+    /// Address peers reach us at; defaults to the bound address, which must
+    /// then not be a wildcard.
+    pub advertise: Option<SocketAddr>,
+    /// This process life; a restart must use a higher value. Defaults to the
+    /// start time in ms since the Unix epoch (so a clock stepped back across a
+    /// restart delays the rejoin until peers forget the previous life).
+    pub incarnation: u64,
+    /// IPVS syncid this node masters (0 = none); duplicates raise a conflict.
+    pub syncid: u8,
+    pub drain: bool,
+    pub version: String,
+    pub keys: KeyRing,
+    /// Peers to announce to at start and whenever no peer is live.
+    pub join: Vec<SocketAddr>,
+    /// SWIM timers and limits; every datagram is at most
+    /// `max_packet_size` + ~40 bytes of envelope.
+    pub swim: foca::Config,
+    /// How often to re-announce to `join` while no peer is live.
+    pub join_retry: Duration,
+    /// Capacity of the event channel; events beyond it are dropped and counted.
+    pub event_capacity: usize,
+}
+
+impl MembershipConfig {
+    /// LAN defaults for a cluster of up to ~10 directors.
+    pub fn new(node_id: impl Into<String>, gossip_listen: SocketAddr, keys: KeyRing) -> Self {
+        let now_ms = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+        Self {
+            node_id: node_id.into(),
+            gossip_listen,
+            advertise: None,
+            incarnation: now_ms,
+            syncid: 0,
+            drain: false,
+            version: env!("CARGO_PKG_VERSION").to_owned(),
+            keys,
+            join: Vec::new(),
+            swim: lan_swim_config(8),
+            join_retry: Duration::from_secs(5),
+            event_capacity: 1024,
+        }
+    }
+
+    fn check(&self) -> Result<(), MembershipError> {
+        let bad = |field, reason: &str| {
+            Err(MembershipError::Config {
+                field,
+                reason: reason.to_owned(),
+            })
+        };
+        let swim = &self.swim;
+        if self.node_id.is_empty() || self.node_id.len() > 64 {
+            return bad("node_id", "must be 1 to 64 bytes");
+        }
+        if swim.probe_rtt.is_zero() || swim.probe_rtt >= swim.probe_period {
+            return bad("swim.probe_rtt", "must be non-zero and below probe_period");
+        }
+        if swim.suspect_to_down_after.is_zero() {
+            return bad("swim.suspect_to_down_after", "must be non-zero");
+        }
+        if self.join_retry.is_zero() {
+            return bad("join_retry", "must be non-zero");
+        }
+        if self.event_capacity == 0 {
+            return bad("event_capacity", "must be non-zero");
+        }
+        Ok(())
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum MembershipError {
+    #[error("membership config {field}: {reason}")]
+    Config { field: &'static str, reason: String },
+    #[error("gossip socket {addr}: {source}")]
+    Socket {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+}
+
+/// The membership task has stopped (left, stopped, or every handle dropped).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("the gossip membership task has stopped")]
+pub struct Stopped;
+
+/// A cheap, cloneable handle to the running membership task. Dropping every
+/// handle stops the task without leaving, as a crash would.
+#[derive(Clone, Debug)]
+pub struct MembershipHandle {
+    commands: mpsc::Sender<Command>,
+    counters: Arc<Counters>,
+    addr: SocketAddr,
+}
+
+/// Binds the gossip socket and spawns the membership task; must be called
+/// inside a tokio runtime. Events arrive on the returned receiver.
+pub async fn start(
+    cfg: MembershipConfig,
+) -> Result<(MembershipHandle, mpsc::Receiver<MembershipEvent>), MembershipError> {
+    cfg.check()?;
+    let socket_err = |addr| move |source| MembershipError::Socket { addr, source };
+    let socket = UdpSocket::bind(cfg.gossip_listen)
+        .await
+        .map_err(socket_err(cfg.gossip_listen))?;
+    let bound = socket.local_addr().map_err(socket_err(cfg.gossip_listen))?;
+    let mut addr = cfg.advertise.unwrap_or(bound);
+    if addr.port() == 0 {
+        addr.set_port(bound.port());
+    }
+    if addr.ip().is_unspecified() {
+        return Err(MembershipError::Config {
+            field: "advertise",
+            reason: format!("required when listening on the wildcard address {bound}"),
+        });
+    }
+    let identity = NodeIdentity {
+        node_id: cfg.node_id.clone(),
+        addr,
+        incarnation: cfg.incarnation,
+        revision: 0,
+        meta: NodeMeta {
+            syncid: cfg.syncid,
+            drain: cfg.drain,
+            version: cfg.version,
+        },
+    };
+    let counters = Arc::new(Counters::default());
+    let (events_tx, events_rx) = mpsc::channel(cfg.event_capacity);
+    let (commands_tx, commands_rx) = mpsc::channel(64);
+    let driver = Driver {
+        conflicts: ConflictDetector::new(&cfg.node_id, addr),
+        foca: Foca::new(identity, cfg.swim, rand::make_rng(), ProtoCodec),
+        runtime: AccumulatingRuntime::new(),
+        timers: BinaryHeap::new(),
+        socket,
+        keys: cfg.keys,
+        seeds: cfg.join,
+        join_retry: cfg.join_retry,
+        counters: Arc::clone(&counters),
+        events: events_tx,
+        live: Default::default(),
+    };
+    let span = tracing::info_span!("membership", node = %cfg.node_id, %addr);
+    tokio::spawn(driver.run(commands_rx).instrument(span));
+    let handle = MembershipHandle {
+        commands: commands_tx,
+        counters,
+        addr,
+    };
+    Ok((handle, events_rx))
+}
+
+impl MembershipHandle {
+    /// The gossip address this node advertises.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Announce to more peers (kept as seeds for later re-joins).
+    pub async fn join(&self, peers: Vec<SocketAddr>) -> Result<(), Stopped> {
+        self.commands
+            .send(Command::Join(peers))
+            .await
+            .map_err(|_| Stopped)
+    }
+
+    /// Publish the drain flag (a new identity revision; peers see `MetaChanged`).
+    pub async fn set_drain(&self, drain: bool) -> Result<(), Stopped> {
+        self.call(|reply| Command::SetDrain(drain, reply)).await
+    }
+
+    /// The local node first, then every member foca knows, down ones included.
+    pub async fn members(&self) -> Result<Vec<MemberInfo>, Stopped> {
+        self.call(Command::Members).await
+    }
+
+    /// Gracefully leave the cluster (on SIGTERM) and stop the task.
+    pub async fn leave(&self) -> Result<(), Stopped> {
+        self.call(Command::Leave).await
+    }
+
+    /// Stop without telling anyone, as a crash would; the socket is closed
+    /// when this returns.
+    pub async fn stop(&self) -> Result<(), Stopped> {
+        self.call(Command::Stop).await
+    }
+
+    pub fn counters(&self) -> MembershipCounters {
+        self.counters.snapshot()
+    }
+
+    async fn call<T>(
+        &self,
+        command: impl FnOnce(oneshot::Sender<T>) -> Command,
+    ) -> Result<T, Stopped> {
+        let (reply, answer) = oneshot::channel();
+        self.commands
+            .send(command(reply))
+            .await
+            .map_err(|_| Stopped)?;
+        answer.await.map_err(|_| Stopped)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lan_detection_bound_matches_the_module_doc() {
+        let swim = lan_swim_config(8);
+        assert_eq!(failure_detection_bound(&swim, 3), Duration::from_secs(10));
+        assert_eq!(failure_detection_bound(&swim, 5), Duration::from_secs(14));
+    }
+
+    #[test]
+    fn config_errors_name_the_field() {
+        let mut cfg = MembershipConfig::new(
+            "",
+            "127.0.0.1:0".parse().unwrap(),
+            KeyRing::new(ClusterKey::from_bytes([1; 32])),
+        );
+        assert!(cfg.check().unwrap_err().to_string().contains("node_id"));
+        cfg.node_id = "lb1".into();
+        cfg.swim.probe_rtt = cfg.swim.probe_period;
+        assert!(cfg
+            .check()
+            .unwrap_err()
+            .to_string()
+            .contains("swim.probe_rtt"));
+    }
+
+    #[tokio::test]
+    async fn a_wildcard_listen_address_needs_an_advertise_address() {
+        let cfg = MembershipConfig::new(
+            "lb1",
+            "0.0.0.0:0".parse().unwrap(),
+            KeyRing::new(ClusterKey::from_bytes([1; 32])),
+        );
+        let err = start(cfg).await.unwrap_err().to_string();
+        assert!(err.contains("advertise"), "{err}");
+    }
+}

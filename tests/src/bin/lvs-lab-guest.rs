@@ -1,0 +1,76 @@
+//! Runs inside the lab VM (and, for `fetch`, in any namespace on a host):
+//! - `run`: the scenarios named on the kernel command line (started by /init);
+//! - `shell`: builds the seed topology and leaves it up for a person's shell;
+//! - `fetch ADDR:PORT N FIRST_SOURCE_PORT`: N fresh-connection HTTP fetches from
+//!   source ports FIRST_SOURCE_PORT.., prints a summary.
+use anyhow::{bail, Context, Result};
+use lvs_tests::fetch::fetch_many;
+use lvs_tests::shell::Shell;
+use lvs_tests::topology::{Topology, TopologySpec};
+use lvs_tests::{guest, scenario};
+use std::net::SocketAddr;
+use std::time::Duration;
+
+fn main() {
+    if let Err(e) = real_main() {
+        eprintln!("lvs-lab-guest: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+fn real_main() -> Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let me = std::env::current_exe().context("locate lvs-lab-guest")?;
+    match args[..] {
+        ["run"] => {
+            scenario::capture_panics();
+            guest::run(&me)
+        }
+        ["shell"] => shell_topology(&me),
+        ["fetch", addr, count, first_port] => {
+            let addr: SocketAddr = addr
+                .parse()
+                .with_context(|| format!("fetch: bad ADDR:PORT {addr:?}"))?;
+            let count: u16 = count
+                .parse()
+                .with_context(|| format!("fetch: bad COUNT {count:?}"))?;
+            let first: u16 = first_port
+                .parse()
+                .with_context(|| format!("fetch: bad FIRST_SOURCE_PORT {first_port:?}"))?;
+            print!(
+                "{}",
+                fetch_many(addr, count, first, Duration::from_secs(5))?
+            );
+            Ok(())
+        }
+        _ => bail!("usage: lvs-lab-guest run | shell | fetch ADDR:PORT COUNT FIRST_SOURCE_PORT"),
+    }
+}
+
+/// Builds the seed topology and leaves it running (the shell's session owns it).
+fn shell_topology(me: &std::path::Path) -> Result<()> {
+    let mut sh = Shell::new(false);
+    let topo = Topology::build(TopologySpec::seed(), me, &mut sh)?;
+    let spec = topo.spec().clone();
+    std::mem::forget(topo);
+    let nodes: Vec<String> = spec
+        .nodes()
+        .iter()
+        .map(|(n, a)| format!("{n}={a}"))
+        .collect();
+    let vips: Vec<String> = spec.vips.iter().map(|v| v.to_string()).collect();
+    println!(
+        "\nlvs-lab shell: seed topology up (namespaces on bridge br0 in netns sw):\n  {}\n  VIPs {} on rs*/lo; no VIP on any director yet. Try:\n\
+         ip -n lb1 addr add 10.0.0.10/32 dev eth0\n\
+         ip netns exec lb1 ipvsadm -A -t 10.0.0.10:80 -s wrr\n\
+         ip netns exec lb1 ipvsadm -a -t 10.0.0.10:80 -r 172.16.0.100:80 -g -w 1\n\
+         ip netns exec lb1 ipvsadm -a -t 10.0.0.10:80 -r 172.16.0.101:80 -g -w 2\n\
+         ip netns exec client lvs-lab-guest fetch 10.0.0.10:80 30 20000\n\
+         ip netns exec lb1 ipvsadm -L -n --stats\n\
+         Binaries: ipvsadm keepalived tcpdump nft in PATH, lvs-agent lvs-cli in /lvs/bin. exit powers off.\n",
+        nodes.join(" "),
+        vips.join(" ")
+    );
+    Ok(())
+}
