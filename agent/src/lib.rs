@@ -4,8 +4,8 @@
 //! live in their own modules with no I/O; sockets and netlink stay at the edges.
 
 pub mod config;
-pub mod ownership;
-pub mod vrrp;
 pub mod ipvs;
-pub mod vip;
 pub mod membership;
+pub mod ownership;
+pub mod vip;
+pub mod vrrp;

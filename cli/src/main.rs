@@ -3,7 +3,11 @@
 use clap::Parser;
 
 #[derive(Parser)]
-#[command(name = "lvs-cli", version, about = "Operator CLI for an lvs-mesh cluster")]
+#[command(
+    name = "lvs-cli",
+    version,
+    about = "Operator CLI for an lvs-mesh cluster"
+)]
 struct Cli {}
 
 fn main() {
