@@ -3,9 +3,11 @@
 //! Pure cores (config validation, ownership election, the IPVS plan, the VRRP codec)
 //! live in their own modules with no I/O; sockets and netlink stay at the edges.
 
+pub mod cluster;
 pub mod config;
 pub mod ipvs;
 pub mod membership;
+pub mod node;
 pub mod ownership;
 pub mod vip;
 pub mod vrrp;

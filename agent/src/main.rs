@@ -1,8 +1,11 @@
 //! `lvs-agent`: the lvs-mesh director agent.
 
-use clap::{Parser, Subcommand};
+use clap::{ArgAction, Parser, Subcommand};
+use lvs_proto::v1::{control_reply::Reply, control_request::Request, JoinRequest, StatusRequest};
+use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use tracing_subscriber::EnvFilter;
 
 #[derive(Parser)]
 #[command(name = "lvs-agent", version, about = "lvs-mesh director agent")]
@@ -19,11 +22,103 @@ enum Command {
         #[arg(required = true, value_name = "FILE")]
         files: Vec<PathBuf>,
     },
+    /// Run the director: keep the kernel's IPVS services, sync daemons and
+    /// net.ipv4.vs sysctls as configured (at start, on SIGHUP, every
+    /// node.reconcile_interval). SIGTERM stops the agent and leaves IPVS in place.
+    /// Logs go to stderr; RUST_LOG sets the level (default info).
+    Run {
+        /// Config file; repeat for node and cluster parts (`-c node.toml -c cluster.toml`).
+        #[arg(short = 'c', long = "config", required = true, value_name = "FILE")]
+        config: Vec<PathBuf>,
+        /// Whether this node owns a VIP group, i.e. runs the sync master. Temporary:
+        /// VIP ownership will decide this once the cluster part exists.
+        #[arg(long, value_name = "BOOL", num_args = 0..=1, default_value_t = false,
+              default_missing_value = "true", action = ArgAction::Set)]
+        sync_master: bool,
+    },
+    /// Ask the running agent to contact more gossip peers, `host:port` (IPv6 as
+    /// `[addr]:port`), to join it to a running cluster.
+    Join {
+        /// The agent's control socket (`[node] control_socket`).
+        #[arg(long, value_name = "PATH", default_value = DEFAULT_SOCKET)]
+        socket: PathBuf,
+        #[arg(required = true, value_name = "PEER")]
+        peers: Vec<String>,
+    },
+    /// Print the running agent's members and VIP group owners, one line each.
+    Status {
+        /// The agent's control socket (`[node] control_socket`).
+        #[arg(long, value_name = "PATH", default_value = DEFAULT_SOCKET)]
+        socket: PathBuf,
+    },
 }
+
+const DEFAULT_SOCKET: &str = "/run/lvs-agent.sock";
 
 fn main() -> ExitCode {
     match Cli::parse().command {
         Command::CheckConfig { files } => check_config(&files),
+        Command::Run {
+            config,
+            sync_master,
+        } => run(config, sync_master),
+        Command::Join { socket, peers } => control(&socket, Request::Join(JoinRequest { peers })),
+        Command::Status { socket } => control(&socket, Request::Status(StatusRequest {})),
+    }
+}
+
+/// One request to the running agent's control socket; prints the answer.
+fn control(socket: &std::path::Path, request: Request) -> ExitCode {
+    let answer = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(anyhow::Error::from)
+        .and_then(|rt| rt.block_on(lvs_agent::cluster::control::request(socket, request)));
+    match answer {
+        Ok(Reply::Join(join)) => {
+            println!("contacted {}", join.contacted.join(" "));
+            ExitCode::SUCCESS
+        }
+        Ok(Reply::Status(status)) => {
+            print!("{}", lvs_agent::cluster::control::format_status(&status));
+            ExitCode::SUCCESS
+        }
+        Ok(Reply::Error(reason)) => {
+            eprintln!("lvs-agent: {reason}");
+            ExitCode::FAILURE
+        }
+        Err(e) => {
+            eprintln!("{e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(config_files: Vec<PathBuf>, sync_master: bool) -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .init();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::error!("cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    // Kept alive for the whole run: the loop watches it.
+    let (_owns_any_tx, owns_any) = tokio::sync::watch::channel(sync_master);
+    let options = lvs_agent::node::Options {
+        config_files,
+        owns_any,
+    };
+    match runtime.block_on(lvs_agent::node::run(options)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e:#}");
+            ExitCode::FAILURE
+        }
     }
 }
 

@@ -8,10 +8,13 @@
 
 pub mod fetch;
 pub mod guest;
+pub mod ipvs_bench;
+pub mod ipvs_rules;
 pub mod ipvsadm;
 pub mod scenario;
 pub mod scenarios;
 pub mod shell;
+pub mod stream;
 pub mod topology;
 pub mod vm;
 pub mod wire;

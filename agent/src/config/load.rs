@@ -27,8 +27,38 @@ pub fn parse(text: &str) -> Result<Config, ConfigErrors> {
     from_toml(text, false)
 }
 
+/// Loads several files as one config (`lvs-agent run -c node.toml -c cluster.toml`):
+/// their top-level tables are merged, a table being allowed in one file only, then
+/// environment overrides and validation apply to the whole. Errors about one file
+/// (unreadable, TOML syntax, a table it repeats) start with its path.
+pub fn load_all<P: AsRef<Path>>(paths: &[P]) -> Result<Config, ConfigErrors> {
+    let mut merged = toml::Table::new();
+    let mut origin = std::collections::BTreeMap::new();
+    for path in paths {
+        let path = path.as_ref();
+        let in_file = |e: ConfigError| ConfigError::file(format!("{}: {e}", path.display()));
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| in_file(ConfigError::file(format!("cannot read: {e}"))))?;
+        let table: toml::Table =
+            toml::from_str(&text).map_err(|e| in_file(syntax_error(&text, &e)))?;
+        for (key, value) in table {
+            if let Some(first) = origin.insert(key.clone(), path) {
+                return Err(in_file(ConfigError::at(
+                    &key,
+                    format!("already given in {}", first.display()),
+                ))
+                .into());
+            }
+            merged.insert(key, value);
+        }
+    }
+    build_table(merged, true).map_err(name_env_sources)
+}
+
 fn from_toml(text: &str, with_env: bool) -> Result<Config, ConfigErrors> {
-    let result = build(text, with_env);
+    let result = toml::from_str(text)
+        .map_err(|e| syntax_error(text, &e).into())
+        .and_then(|table| build_table(table, with_env));
     if with_env {
         result.map_err(name_env_sources)
     } else {
@@ -36,8 +66,7 @@ fn from_toml(text: &str, with_env: bool) -> Result<Config, ConfigErrors> {
     }
 }
 
-fn build(text: &str, with_env: bool) -> Result<Config, ConfigErrors> {
-    let table: toml::Table = toml::from_str(text).map_err(|e| syntax_error(text, &e))?;
+fn build_table(table: toml::Table, with_env: bool) -> Result<Config, ConfigErrors> {
     let mut figment = Figment::from(Serialized::defaults(table));
     if with_env {
         // Only nested keys: every top-level key is a table, and this keeps unrelated
@@ -141,4 +170,47 @@ fn name_env_sources(mut errors: ConfigErrors) -> ConfigErrors {
         }
     }
     errors
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn files(parts: &[(&str, &str)]) -> Vec<std::path::PathBuf> {
+        let dir = std::env::temp_dir().join(format!("lvs-load-all-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        parts
+            .iter()
+            .map(|(name, text)| {
+                let path = dir.join(name);
+                std::fs::write(&path, text).unwrap();
+                path
+            })
+            .collect()
+    }
+
+    const NODE: &str =
+        "[node]\nid = \"lb1\"\ninterface = \"eth0\"\naddress = \"192.0.2.10\"\nsyncid = 1\n";
+
+    #[test]
+    fn load_all_merges_node_and_cluster_files() {
+        let paths = files(&[
+            ("merge-node.toml", NODE),
+            ("merge-cluster.toml", "[cluster]\nname = \"t\"\n"),
+        ]);
+        let config = load_all(&paths).unwrap();
+        assert_eq!(config.node.unwrap().syncid, 1);
+        assert_eq!(config.cluster.unwrap().name, "t");
+    }
+
+    #[test]
+    fn load_all_names_the_file_of_a_file_error() {
+        let paths = files(&[("twice-a.toml", NODE), ("twice-b.toml", NODE)]);
+        let e = load_all(&paths).unwrap_err().to_string();
+        assert!(e.starts_with(&paths[1].display().to_string()), "{e}");
+        assert!(e.ends_with(&format!("node: already given in {}", paths[0].display())));
+        let paths = files(&[("syntax.toml", "[node\n")]);
+        let e = load_all(&paths).unwrap_err().to_string();
+        assert!(e.contains("syntax.toml: line 1, column"), "{e}");
+    }
 }

@@ -13,12 +13,12 @@ mod types;
 mod validate;
 
 pub use error::{ConfigError, ConfigErrors, Location};
-pub use load::{load, parse, ENV_PREFIX};
+pub use load::{load, load_all, parse, ENV_PREFIX};
 pub use model::{
-    Authentication, Check, ClusterConfig, Config, NodeConfig, RealServer, Service, ServiceKey,
-    SorryServer, SyncConfig, UrlCheck, VipGroup, DEFAULT_CONTROL_PORT, DEFAULT_GOSSIP_PORT,
+    Authentication, Check, ClusterConfig, Config, NodeConfig, RealServer, Service, SorryServer,
+    SyncConfig, UrlCheck, VipGroup, DEFAULT_CONTROL_PORT, DEFAULT_GOSSIP_PORT,
 };
 pub use types::{
-    AuthType, CheckKind, Family, Forwarding, NodeId, Priority, Protocol, SchedFlag, Scheduler,
-    StatusRange, TunnelChecksum, TunnelType, VipAddress, VrrpVersion,
+    family_label, family_name, AuthType, CheckKind, Family, Forwarding, NodeId, Priority, Protocol,
+    SchedFlag, Scheduler, StatusRange, TunnelChecksum, TunnelType, VipAddress, VrrpVersion,
 };

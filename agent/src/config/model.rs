@@ -3,6 +3,7 @@
 
 use super::de;
 use super::types::*;
+use crate::ipvs::model::ServiceKey;
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
@@ -60,6 +61,20 @@ pub struct NodeConfig {
     /// (key rotation).
     #[serde(default)]
     pub cluster_key_files: Vec<PathBuf>,
+    /// How often the agent re-reads the kernel's IPVS state and repairs drift.
+    #[serde(default = "de::secs::<5>", deserialize_with = "de::seconds")]
+    pub reconcile_interval: Duration,
+    /// SWIM probe period; every gossip timer (probe timeout, suspicion, re-announce)
+    /// scales with it, so a lab can run at a fraction of the LAN preset's 1 s.
+    #[serde(default = "de::secs::<1>", deserialize_with = "de::seconds")]
+    pub gossip_probe_period: Duration,
+    /// Root-only Unix socket for local commands (`lvs-agent join`, `lvs-agent status`).
+    #[serde(default = "default_control_socket")]
+    pub control_socket: PathBuf,
+}
+
+fn default_control_socket() -> PathBuf {
+    PathBuf::from("/run/lvs-agent.sock")
 }
 
 pub const DEFAULT_GOSSIP_PORT: u16 = 7946;
@@ -235,33 +250,6 @@ pub struct Authentication {
     pub password: String,
 }
 
-/// How a service is identified in IPVS.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum ServiceKey {
-    Addr {
-        vip: IpAddr,
-        port: u16,
-        protocol: Protocol,
-    },
-    Fwmark {
-        mark: u32,
-        family: Family,
-    },
-}
-
-impl std::fmt::Display for ServiceKey {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            ServiceKey::Addr {
-                vip,
-                port,
-                protocol,
-            } => write!(f, "{protocol} {}", SocketAddr::new(*vip, *port)),
-            ServiceKey::Fwmark { mark, family } => write!(f, "fwmark {mark} {family}"),
-        }
-    }
-}
-
 /// `[[service]]`: an IPVS virtual service (keepalived `virtual_server`), given either as
 /// `vip` + `port` (+ `protocol`) or as `fwmark` (+ `family`).
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -330,13 +318,12 @@ impl Service {
     pub fn key(&self) -> Option<ServiceKey> {
         match (self.vip, self.port, self.fwmark) {
             (Some(vip), Some(port), None) => Some(ServiceKey::Addr {
-                vip,
-                port,
                 protocol: self.protocol.unwrap_or(Protocol::Tcp),
+                addr: SocketAddr::new(vip, port),
             }),
             (None, None, Some(mark)) => Some(ServiceKey::Fwmark {
+                family: self.family.unwrap_or(Family::V4),
                 mark,
-                family: self.family.unwrap_or(Family::Inet),
             }),
             _ => None,
         }
@@ -344,8 +331,8 @@ impl Service {
 
     pub fn family(&self) -> Family {
         match self.vip {
-            Some(vip) => Family::of(vip),
-            None => self.family.unwrap_or(Family::Inet),
+            Some(vip) => Family::of(&vip),
+            None => self.family.unwrap_or(Family::V4),
         }
     }
 

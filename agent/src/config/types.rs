@@ -6,6 +6,22 @@ use std::fmt;
 use std::net::IpAddr;
 use std::str::FromStr;
 
+pub use crate::ipvs::model::{Family, Protocol, Scheduler};
+
+/// Parses one of `table`'s keywords; the error lists the valid ones.
+fn keyword<T: Clone>(what: &str, s: &str, table: &[(T, &str)]) -> Result<T, String> {
+    match table.iter().find(|(_, kw)| *kw == s) {
+        Some((value, _)) => Ok(value.clone()),
+        None => {
+            let names: Vec<&str> = table.iter().map(|(_, kw)| *kw).collect();
+            Err(format!(
+                "unknown {what} {s:?} (valid: {})",
+                names.join(", ")
+            ))
+        }
+    }
+}
+
 /// Declares a keyword enum: parsing from its lower-case config name, an error that lists
 /// the valid names, `as_str` and `Display`.
 macro_rules! keyword_enum {
@@ -26,13 +42,7 @@ macro_rules! keyword_enum {
         impl FromStr for $name {
             type Err = String;
             fn from_str(s: &str) -> Result<Self, String> {
-                match s {
-                    $($kw => Ok($name::$variant),)+
-                    _ => Err(format!(
-                        "unknown {} {:?} (valid: {})",
-                        $what, s, Self::NAMES.join(", ")
-                    )),
-                }
+                keyword($what, s, &[$(($name::$variant, $kw)),+])
             }
         }
 
@@ -45,15 +55,6 @@ macro_rules! keyword_enum {
         deserialize_from_str!($name);
     };
 }
-
-keyword_enum!(
-    /// IPVS scheduler (keepalived `lb_algo`, ipvsadm `-s`).
-    Scheduler, "scheduler" {
-        Rr = "rr", Wrr = "wrr", Lc = "lc", Wlc = "wlc", Lblc = "lblc", Lblcr = "lblcr",
-        Dh = "dh", Sh = "sh", Sed = "sed", Nq = "nq", Mh = "mh", Fo = "fo", Ovf = "ovf",
-        Twos = "twos",
-    }
-);
 
 keyword_enum!(
     /// Scheduler flags (ipvsadm `-b`); `flag-N` is the raw IP_VS_SVC_F_SCHEDN bit.
@@ -79,16 +80,6 @@ keyword_enum!(
 );
 
 keyword_enum!(
-    /// Transport protocol of an address-based service.
-    Protocol, "protocol" { Tcp = "tcp", Udp = "udp", Sctp = "sctp" }
-);
-
-keyword_enum!(
-    /// Address family of a fwmark service.
-    Family, "family" { Inet = "inet", Inet6 = "inet6" }
-);
-
-keyword_enum!(
     /// Health check kind (keepalived HTTP_GET, SSL_GET, TCP_CHECK, MISC_CHECK).
     CheckKind, "check kind" {
         HttpGet = "http_get", SslGet = "ssl_get", TcpCheck = "tcp_check", MiscCheck = "misc_check",
@@ -100,28 +91,53 @@ keyword_enum!(
     AuthType, "authentication type" { Pass = "pass" }
 );
 
-impl Family {
-    pub fn of(addr: IpAddr) -> Family {
-        match addr {
-            IpAddr::V4(_) => Family::Inet,
-            IpAddr::V6(_) => Family::Inet6,
-        }
-    }
+// The IPVS model's enums serve the config too, parsed from the kernel's names
+// (ipvsadm's, for schedulers and protocols).
 
-    /// Longest prefix length of the family.
-    pub fn max_prefix(self) -> u8 {
-        match self {
-            Family::Inet => 32,
-            Family::Inet6 => 128,
-        }
+impl FromStr for Scheduler {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let known = Scheduler::KNOWN;
+        let table: Vec<(Scheduler, &str)> = known.iter().map(|k| (k.clone(), k.name())).collect();
+        keyword("scheduler", s, &table)
     }
+}
 
-    /// Human name used in messages.
-    pub fn label(self) -> &'static str {
-        match self {
-            Family::Inet => "IPv4",
-            Family::Inet6 => "IPv6",
-        }
+deserialize_from_str!(Scheduler);
+
+impl FromStr for Protocol {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let table = [Protocol::Tcp, Protocol::Udp, Protocol::Sctp].map(|p| (p, p.name()));
+        keyword("protocol", s, &table)
+    }
+}
+
+deserialize_from_str!(Protocol);
+
+impl FromStr for Family {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let table = [Family::V4, Family::V6].map(|f| (f, family_name(f)));
+        keyword("family", s, &table)
+    }
+}
+
+deserialize_from_str!(Family);
+
+/// The config name of a family (ipvsadm's and iproute2's): `inet` or `inet6`.
+pub fn family_name(family: Family) -> &'static str {
+    match family {
+        Family::V4 => "inet",
+        Family::V6 => "inet6",
+    }
+}
+
+/// Human name of a family used in messages.
+pub fn family_label(family: Family) -> &'static str {
+    match family {
+        Family::V4 => "IPv4",
+        Family::V6 => "IPv6",
     }
 }
 
@@ -172,7 +188,7 @@ pub struct VipAddress {
 
 impl VipAddress {
     pub fn family(&self) -> Family {
-        Family::of(self.addr)
+        Family::of(&self.addr)
     }
 }
 
@@ -187,7 +203,7 @@ impl FromStr for VipAddress {
         let addr: IpAddr = addr
             .parse()
             .map_err(|_| format!("{addr:?} is not an IP address"))?;
-        let max = Family::of(addr).max_prefix();
+        let max = Family::of(&addr).max_prefix();
         let prefix_len = prefix
             .parse::<u8>()
             .ok()
@@ -195,7 +211,7 @@ impl FromStr for VipAddress {
             .ok_or_else(|| {
                 format!(
                     "prefix length {prefix:?} is out of range 1..={max} for an {} address",
-                    Family::of(addr).label()
+                    family_label(Family::of(&addr))
                 )
             })?;
         Ok(VipAddress { addr, prefix_len })

@@ -4,6 +4,7 @@
 use super::error::ConfigError;
 use super::model::*;
 use super::types::*;
+use crate::ipvs::model::ServiceKey;
 use std::collections::{BTreeMap, HashMap};
 use std::fmt::Display;
 use std::net::IpAddr;
@@ -93,6 +94,15 @@ fn check_node(r: &mut Report, node: &NodeConfig) {
             format!("{} is also gossip_listen", node.control_addr()),
         );
     }
+    if node.reconcile_interval.is_zero() {
+        r.err("node.reconcile_interval", "must be above 0");
+    }
+    if node.gossip_probe_period < Duration::from_millis(10) {
+        r.err("node.gossip_probe_period", "must be at least 0.01 seconds");
+    }
+    if node.control_socket.as_os_str().is_empty() {
+        r.err("node.control_socket", "empty path");
+    }
     for (i, peer) in node.join.iter().enumerate() {
         r.check(format_args!("node.join[{i}]"), check_host_port(peer));
     }
@@ -164,11 +174,11 @@ fn check_vip_group(r: &mut Report, i: usize, g: &VipGroup) {
                 &path,
                 format!(
                     "{} address in a group of {} addresses (a group is one address family)",
-                    a.family().label(),
-                    family.map_or("", Family::label)
+                    family_label(a.family()),
+                    family.map_or("", family_label)
                 ),
             );
-        } else if g.version == VrrpVersion::V2 && a.family() == Family::Inet6 {
+        } else if g.version == VrrpVersion::V2 && a.family() == Family::V6 {
             r.err(
                 &path,
                 "IPv6 needs version = 3 (VRRP version 2 is IPv4-only)",
@@ -300,10 +310,10 @@ fn check_service(r: &mut Report, i: usize, s: &Service, cluster: &ClusterConfig)
             SchedFlag::MhFallback | SchedFlag::MhPort => Some(Scheduler::Mh),
             _ => None,
         };
-        if let Some(needs) = needs.filter(|&n| n != s.scheduler) {
+        if let Some(needs) = needs.filter(|n| *n != s.scheduler) {
             r.err(
                 format_args!("service[{i}].sched_flags[{j}]"),
-                format!("{:?} needs scheduler {:?}", flag.as_str(), needs.as_str()),
+                format!("{:?} needs scheduler {:?}", flag.as_str(), needs.name()),
             );
         }
     }
@@ -325,7 +335,7 @@ fn check_service(r: &mut Report, i: usize, s: &Service, cluster: &ClusterConfig)
                 at("persistence_prefix"),
                 format!(
                     "{p} is out of range 1..={max} for an {} service",
-                    s.family().label()
+                    family_label(s.family())
                 ),
             );
         }
@@ -345,7 +355,7 @@ fn check_service(r: &mut Report, i: usize, s: &Service, cluster: &ClusterConfig)
     if let Some(sorry) = &s.sorry_server {
         if let Err(e) = check_unicast(sorry.address) {
             r.err(at("sorry_server.address"), e);
-        } else if Family::of(sorry.address) != s.family() {
+        } else if Family::of(&sorry.address) != s.family() {
             r.err(at("sorry_server.address"), mixed_family(sorry.address, s));
         }
         if s.fwmark.is_some() && sorry.port.is_some() {
@@ -375,8 +385,8 @@ fn mixed_family(addr: IpAddr, s: &Service) -> String {
     format!(
         "{} {addr} behind an {} service: IPVS mixes families only with forwarding = \"tun\" \
          and never while connection sync runs, which lvs-mesh always does",
-        Family::of(addr).label(),
-        s.family().label()
+        family_label(Family::of(&addr)),
+        family_label(s.family())
     )
 }
 
@@ -415,7 +425,7 @@ fn check_real_server(r: &mut Report, i: usize, j: usize, rs: &RealServer, s: &Se
     let at = |key: &str| format!("service[{i}].real_server[{j}].{key}");
     if let Err(e) = check_unicast(rs.address) {
         r.err(at("address"), e);
-    } else if Family::of(rs.address) != s.family() {
+    } else if Family::of(&rs.address) != s.family() {
         r.err(at("address"), mixed_family(rs.address, s));
     }
     match (s.fwmark, rs.port) {
@@ -524,6 +534,14 @@ fn check_health_check(r: &mut Report, path: &str, c: &Check) {
     }
 }
 
+/// A service key in config words: `tcp 10.0.0.10:80`, `fwmark 7 inet`.
+fn describe(key: &ServiceKey) -> String {
+    match key {
+        ServiceKey::Addr { protocol, addr } => format!("{} {addr}", protocol.name()),
+        ServiceKey::Fwmark { family, mark } => format!("fwmark {mark} {}", family_name(*family)),
+    }
+}
+
 fn check_services_together(r: &mut Report, services: &[Service]) {
     let mut keys = HashMap::new();
     for (i, s) in services.iter().enumerate() {
@@ -532,7 +550,7 @@ fn check_services_together(r: &mut Report, services: &[Service]) {
                 keys.insert(key, first);
                 r.err(
                     format_args!("service[{i}]"),
-                    format!("{key} is already service[{first}]"),
+                    format!("{} is already service[{first}]", describe(&key)),
                 );
             }
         }
@@ -692,9 +710,8 @@ mod tests {
         assert_eq!(
             s.key(),
             Some(ServiceKey::Addr {
-                vip: "10.0.0.10".parse().unwrap(),
-                port: 80,
-                protocol: Protocol::Tcp
+                protocol: Protocol::Tcp,
+                addr: "10.0.0.10:80".parse().unwrap(),
             })
         );
         let rs = &s.real_servers[0];

@@ -3,15 +3,23 @@
 //! Layers, innermost first: [`model`] (plain data the reconciler works with),
 //! [`attrs`] (netlink attributes), [`message`] (the generic-netlink payload),
 //! [`codec`] (model <-> attributes, pure), [`client`] (the socket).
+//! On top, the dataplane: [`desired`] (config -> wanted services, pure), [`plan`]
+//! (wanted vs kernel -> ops, pure), [`reconcile`] (plan + apply against the kernel),
+//! [`sync`] (connection-sync daemons) and [`sysctl`] (the `net.ipv4.vs` settings).
 //! Wire format: `include/uapi/linux/ip_vs.h`; requests mirror ipvsadm's layout,
 //! checked against byte vectors captured from a real kernel (`tests`).
 
 pub mod attrs;
 pub mod client;
 pub mod codec;
+pub mod desired;
 pub mod error;
 pub mod message;
 pub mod model;
+pub mod plan;
+pub mod reconcile;
+pub mod sync;
+pub mod sysctl;
 
 #[cfg(test)]
 mod tests;

@@ -2,12 +2,16 @@
 //! - `run`: the scenarios named on the kernel command line (started by /init);
 //! - `shell`: builds the seed topology and leaves it up for a person's shell;
 //! - `fetch ADDR:PORT N FIRST_SOURCE_PORT`: N fresh-connection HTTP fetches from
-//!   source ports FIRST_SOURCE_PORT.., prints a summary.
+//!   source ports FIRST_SOURCE_PORT.., prints a summary;
+//! - `echo-server LISTEN_ADDR:PORT`: echoes every TCP connection until killed;
+//! - `stream-client ADDR:PORT CONNS SECONDS FIRST_SOURCE_PORT`: keeps CONNS
+//!   connections exchanging messages for SECONDS, prints a summary;
+//! - `ipvs-bench SERVICES DESTS`: the IPVS benchmark (see `lvs_tests::ipvs_bench`).
 use anyhow::{bail, Context, Result};
 use lvs_tests::fetch::fetch_many;
 use lvs_tests::shell::Shell;
 use lvs_tests::topology::{Topology, TopologySpec};
-use lvs_tests::{guest, scenario};
+use lvs_tests::{guest, ipvs_bench, scenario, stream};
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -44,8 +48,44 @@ fn real_main() -> Result<()> {
             );
             Ok(())
         }
-        _ => bail!("usage: lvs-lab-guest run | shell | fetch ADDR:PORT COUNT FIRST_SOURCE_PORT"),
+        ["echo-server", listen] => stream::echo_server(parse(listen, "LISTEN_ADDR:PORT")?),
+        ["stream-client", addr, conns, secs, first_port] => {
+            let summary = stream::stream_client(
+                parse(addr, "ADDR:PORT")?,
+                parse(conns, "CONNS")?,
+                Duration::from_secs(parse(secs, "SECONDS")?),
+                parse(first_port, "FIRST_SOURCE_PORT")?,
+            )?;
+            println!("{summary}");
+            Ok(())
+        }
+        ["ipvs-bench", services, dests] => {
+            print!(
+                "{}",
+                ipvs_bench::with_planner(
+                    parse(services, "SERVICES")?,
+                    parse(dests, "DESTS")?,
+                    &std::env::temp_dir()
+                )?
+            );
+            Ok(())
+        }
+        _ => bail!(
+            "usage: lvs-lab-guest run | shell | fetch ADDR:PORT COUNT FIRST_SOURCE_PORT\n\
+             | echo-server LISTEN_ADDR:PORT | stream-client ADDR:PORT CONNS SECONDS FIRST_SOURCE_PORT\n\
+             | ipvs-bench SERVICES DESTS"
+        ),
     }
+}
+
+/// `value` as a `T`, or an error naming the argument.
+fn parse<T: std::str::FromStr>(value: &str, what: &str) -> Result<T>
+where
+    T::Err: std::error::Error + Send + Sync + 'static,
+{
+    value
+        .parse()
+        .with_context(|| format!("bad {what} {value:?}"))
 }
 
 /// Builds the seed topology and leaves it running (the shell's session owns it).

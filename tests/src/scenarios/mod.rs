@@ -2,6 +2,12 @@
 //! in a module here and one line in [`ALL`].
 use crate::scenario::Scenario;
 
+mod agent;
+mod agent_restart;
+mod bench;
+mod ipvs_drift;
+mod ipvs_parity;
+mod ipvs_sync;
 mod seed_dr;
 mod selftest;
 
@@ -18,6 +24,42 @@ pub const ALL: &[Scenario] = &[
         about: "the README demo (same as seed_dr)",
         timeout_secs: 300,
         run: seed_dr::run,
+    },
+    Scenario {
+        name: "ipvs_parity",
+        about: "agent and binding vs ipvsadm on every IPVS feature (v4/v6, tcp/udp/sctp/fwmark, dr/nat/tun)",
+        timeout_secs: 180,
+        run: ipvs_parity::run,
+    },
+    Scenario {
+        name: "ipvs_drift",
+        about: "lvs-agent run repairs services changed by hand, leaves other VIPs alone",
+        timeout_secs: 180,
+        run: ipvs_drift::run,
+    },
+    Scenario {
+        name: "agent_restart",
+        about: "kill -9 and restart lvs-agent under 50 long-lived DR connections: no reset, no re-create",
+        timeout_secs: 300,
+        run: agent_restart::run,
+    },
+    Scenario {
+        name: "ipvs_sync",
+        about: "3 directors: lb1's connections reach lb2/lb3 by IPVS sync; daemons as configured",
+        timeout_secs: 300,
+        run: ipvs_sync::run,
+    },
+    Scenario {
+        name: "ipvs_bench",
+        about: "benchmark: agent vs ipvsadm -R at 10,000 services x 4 (cold, no-op, one weight, 1,000 removed)",
+        timeout_secs: 3600,
+        run: bench::full,
+    },
+    Scenario {
+        name: "ipvs_bench_smoke",
+        about: "the benchmark at 1,000 services x 4 (CI)",
+        timeout_secs: 900,
+        run: bench::smoke,
     },
     Scenario {
         name: "selftest_ok",

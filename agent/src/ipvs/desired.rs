@@ -1,0 +1,226 @@
+//! Config → the IPVS state the agent wants: one [`VirtualService`] per `[[service]]`
+//! and the [`Scope`] of kernel services the agent manages. Pure.
+
+use std::net::SocketAddr;
+
+use super::model::{
+    Destination, Forwarding, Persistence, SchedFlags, Service, ServiceKey, TunnelFlags, TunnelKind,
+};
+use super::plan::{Scope, VirtualService};
+use crate::config::{self, ClusterConfig, RealServer, SchedFlag, TunnelChecksum, TunnelType};
+
+/// Every configured service with its real servers, in config order.
+pub fn services(cluster: &ClusterConfig) -> Vec<VirtualService> {
+    cluster
+        .services
+        .iter()
+        .map(|s| VirtualService {
+            service: service(s),
+            destinations: s.real_servers.iter().map(|rs| destination(s, rs)).collect(),
+        })
+        .collect()
+}
+
+/// The cluster's addresses (every vip group address and service vip) and the
+/// configured firewall marks.
+pub fn scope(cluster: &ClusterConfig) -> Scope {
+    let mut scope = Scope::default();
+    for g in &cluster.vip_groups {
+        scope.addrs.extend(g.addresses.iter().map(|a| a.addr));
+    }
+    for s in &cluster.services {
+        match key(s) {
+            ServiceKey::Addr { addr, .. } => scope.addrs.insert(addr.ip()),
+            ServiceKey::Fwmark { family, mark } => scope.fwmarks.insert((family, mark)),
+        };
+    }
+    scope
+}
+
+/// A validated service always has exactly one of vip + port and fwmark.
+fn key(s: &config::Service) -> ServiceKey {
+    s.key().expect("a validated service has a key")
+}
+
+fn service(s: &config::Service) -> Service {
+    let sched_flags = s
+        .sched_flags
+        .iter()
+        .map(|f| match f {
+            SchedFlag::ShFallback | SchedFlag::MhFallback | SchedFlag::Flag1 => {
+                SchedFlags::FALLBACK
+            }
+            SchedFlag::ShPort | SchedFlag::MhPort | SchedFlag::Flag2 => SchedFlags::PORT,
+            SchedFlag::Flag3 => SchedFlags {
+                flag3: true,
+                ..SchedFlags::default()
+            },
+        })
+        .fold(SchedFlags::default(), SchedFlags::union);
+    let key = key(s);
+    Service {
+        key,
+        scheduler: s.scheduler.clone(),
+        sched_flags,
+        persistence: s.persistence_timeout.map(|t| Persistence {
+            // Validation keeps timeouts within u32 seconds.
+            timeout_s: t.as_secs() as u32,
+            prefix_len: s.persistence_prefix.unwrap_or(key.family().max_prefix()),
+        }),
+        one_packet: s.ops,
+    }
+}
+
+/// One real server as a destination. Health state will decide here whether a down
+/// server is left out or kept with weight 0 (`inhibit_on_failure`).
+fn destination(s: &config::Service, rs: &RealServer) -> Destination {
+    let forwarding = match s.forwarding_of(rs) {
+        config::Forwarding::Dr => Forwarding::Route,
+        config::Forwarding::Nat => Forwarding::Masq,
+        config::Forwarding::Tun => Forwarding::Tunnel {
+            kind: match s.tunnel_type.unwrap_or(TunnelType::Ipip) {
+                TunnelType::Ipip => TunnelKind::Ipip,
+                TunnelType::Gue => TunnelKind::Gue,
+                TunnelType::Gre => TunnelKind::Gre,
+            },
+            port: s.tunnel_port.unwrap_or(0),
+            flags: match s.tunnel_checksum {
+                None | Some(TunnelChecksum::NoCsum) => TunnelFlags::default(),
+                Some(TunnelChecksum::Csum) => TunnelFlags {
+                    csum: true,
+                    remcsum: false,
+                },
+                Some(TunnelChecksum::RemCsum) => TunnelFlags {
+                    csum: false,
+                    remcsum: true,
+                },
+            },
+        },
+    };
+    Destination {
+        // A fwmark service's real servers have no port: the packet's is kept.
+        addr: SocketAddr::new(rs.address, rs.port.unwrap_or(0)),
+        forwarding,
+        weight: rs.weight,
+        upper_threshold: rs.upper_threshold,
+        lower_threshold: rs.lower_threshold,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ipvs::model::{Family, Protocol, Scheduler};
+
+    fn cluster(text: &str) -> ClusterConfig {
+        crate::config::parse(text)
+            .expect("valid config")
+            .cluster
+            .expect("cluster part")
+    }
+
+    #[test]
+    fn the_seed_cluster_maps_to_its_ipvsadm_rules() {
+        let c = cluster(include_str!("../../../deploy/examples/seed-cluster.toml"));
+        let got = services(&c);
+        assert_eq!(got.len(), 2);
+        let k = ServiceKey::Addr {
+            protocol: Protocol::Tcp,
+            addr: "10.0.0.10:80".parse().unwrap(),
+        };
+        assert_eq!(got[0].service, Service::new(k, Scheduler::Lc));
+        let d = &got[0].destinations;
+        assert_eq!(d.len(), 2);
+        assert_eq!(
+            (d[1].addr, d[1].forwarding, d[1].weight),
+            ("172.16.0.101:80".parse().unwrap(), Forwarding::Route, 2)
+        );
+        assert_eq!(
+            scope(&c).addrs.into_iter().collect::<Vec<_>>(),
+            [
+                "10.0.0.10".parse::<std::net::IpAddr>().unwrap(),
+                "10.0.0.11".parse().unwrap()
+            ]
+        );
+    }
+
+    #[test]
+    fn the_scope_covers_every_desired_service() {
+        for text in [
+            include_str!("../../../deploy/examples/seed-cluster.toml"),
+            include_str!("../../../deploy/examples/three-cluster.toml"),
+        ] {
+            let c = cluster(text);
+            let scope = scope(&c);
+            for v in services(&c) {
+                assert!(scope.contains(&v.service.key), "{}", v.service.key);
+            }
+        }
+    }
+
+    #[test]
+    fn options_map_to_the_kernel_model() {
+        let c = cluster(
+            r#"
+[cluster]
+name = "t"
+[[service]]
+fwmark = 7
+family = "inet6"
+scheduler = "mh"
+sched_flags = ["mh-fallback", "mh-port"]
+persistence_timeout = 300
+forwarding = "tun"
+tunnel_type = "gue"
+tunnel_port = 6080
+tunnel_checksum = "remcsum"
+[[service.real_server]]
+address = "2001:db8::a"
+weight = 3
+upper_threshold = 100
+lower_threshold = 50
+[[service.real_server]]
+address = "2001:db8::b"
+forwarding = "dr"
+"#,
+        );
+        let v = &services(&c)[0];
+        let key = ServiceKey::Fwmark {
+            family: Family::V6,
+            mark: 7,
+        };
+        assert_eq!(v.service.key, key);
+        assert_eq!(v.service.scheduler, Scheduler::Mh);
+        assert_eq!(
+            v.service.sched_flags,
+            SchedFlags::FALLBACK.union(SchedFlags::PORT)
+        );
+        assert_eq!(
+            v.service.persistence,
+            Some(Persistence {
+                timeout_s: 300,
+                prefix_len: 128
+            })
+        );
+        assert_eq!(
+            v.destinations[0],
+            Destination {
+                addr: "[2001:db8::a]:0".parse().unwrap(),
+                forwarding: Forwarding::Tunnel {
+                    kind: TunnelKind::Gue,
+                    port: 6080,
+                    flags: TunnelFlags {
+                        csum: false,
+                        remcsum: true
+                    },
+                },
+                weight: 3,
+                upper_threshold: 100,
+                lower_threshold: 50,
+            }
+        );
+        assert_eq!(v.destinations[1].forwarding, Forwarding::Route);
+        assert!(scope(&c).contains(&key));
+        assert!(scope(&c).addrs.is_empty());
+    }
+}

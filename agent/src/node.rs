@@ -1,0 +1,214 @@
+//! The agent's run loop (`lvs-agent run`): one task that reacts to the periodic
+//! reconcile tick, SIGHUP (reload the config files), ownership changes and
+//! SIGTERM/SIGINT (exit). Each reaction runs the stages in order; today the IPVS
+//! stage (services, sync daemons, sysctls). The cluster stage (membership, VIP
+//! ownership, VRRP) will sit before it and drive `owns_any`.
+//!
+//! Stopping the agent leaves the kernel's IPVS services and sync daemons in
+//! place, so the kernel keeps forwarding and no connection drops; a restarted
+//! agent adopts matching entries without rewriting them.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context};
+use tokio::signal::unix::{signal, SignalKind};
+use tokio::sync::watch;
+use tokio::time::{interval, Interval, MissedTickBehavior};
+use tracing::{debug, error, info, warn};
+
+use crate::cluster;
+use crate::config::{self, ClusterConfig, NodeConfig};
+use crate::ipvs::plan::{Scope, VirtualService};
+use crate::ipvs::{desired, reconcile, sync, sysctl, Error as IpvsError, IpvsClient};
+
+/// What `lvs-agent run` was started with.
+pub struct Options {
+    /// Node and cluster parts (one file or several, merged).
+    pub config_files: Vec<PathBuf>,
+    /// Whether this node owns at least one VIP group (runs the sync master).
+    pub owns_any: watch::Receiver<bool>,
+}
+
+/// A loaded config with what the IPVS stage derives from it.
+struct Loaded {
+    node: NodeConfig,
+    cluster: ClusterConfig,
+    services: Vec<VirtualService>,
+    scope: Scope,
+}
+
+impl Loaded {
+    fn read(files: &[PathBuf]) -> Result<Loaded, String> {
+        let config = config::load_all(files).map_err(|e| e.to_string())?;
+        let (Some(node), Some(cluster)) = (config.node, config.cluster) else {
+            return Err("the config needs a [node] table and a [cluster] table".to_owned());
+        };
+        Ok(Loaded {
+            services: desired::services(&cluster),
+            scope: desired::scope(&cluster),
+            node,
+            cluster,
+        })
+    }
+
+    fn tick(&self) -> Interval {
+        let mut tick = interval(self.node.reconcile_interval);
+        tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        tick
+    }
+}
+
+/// Runs until SIGTERM or SIGINT. Fails at start on a bad config, or when services
+/// are configured and the kernel has no IPVS.
+pub async fn run(mut opts: Options) -> anyhow::Result<()> {
+    let mut config = Loaded::read(&opts.config_files).map_err(anyhow::Error::msg)?;
+    let mut ipvs = IpvsStage::start(&config).await?;
+    let cluster = cluster::Stage::start(&config.node, &config.cluster).await?;
+    if let Some(stage) = &cluster {
+        // `--sync-master` still forces the sync master; otherwise ownership decides.
+        if !*opts.owns_any.borrow() {
+            opts.owns_any = stage.handle.owns_any();
+        }
+    }
+    let mut hup = signal(SignalKind::hangup()).context("SIGHUP handler")?;
+    let mut term = signal(SignalKind::terminate()).context("SIGTERM handler")?;
+    let mut int = signal(SignalKind::interrupt()).context("SIGINT handler")?;
+    let mut tick = config.tick();
+    info!(
+        "running as {} in cluster {:?}: {} services, reconciling every {:?}",
+        config.node.id,
+        config.cluster.name,
+        config.services.len(),
+        config.node.reconcile_interval
+    );
+    loop {
+        tokio::select! {
+            _ = tick.tick() => ipvs.pass(&config, *opts.owns_any.borrow()).await,
+            Ok(()) = opts.owns_any.changed() => {
+                let owns_any = *opts.owns_any.borrow_and_update();
+                info!("node owns a VIP group: {owns_any}");
+                ipvs.sync_daemons(&config, owns_any).await;
+            }
+            _ = hup.recv() => match reload(&opts.config_files, &config, &mut ipvs).await {
+                Ok(new) => {
+                    info!("config reloaded: {} services", new.services.len());
+                    if let Some(stage) = &cluster {
+                        if stage.handle.reload(new.cluster.clone()).await.is_err() {
+                            error!("the cluster task has stopped");
+                        }
+                    }
+                    config = new;
+                    // The first tick fires at once: reconcile now with the new config.
+                    tick = config.tick();
+                }
+                Err(e) => error!("reload rejected, keeping the running config:\n{e}"),
+            },
+            _ = term.recv() => break,
+            _ = int.recv() => break,
+        }
+    }
+    if let Some(stage) = &cluster {
+        info!("releasing VIP groups and leaving the cluster");
+        if stage.handle.shutdown().await.is_err() {
+            error!("the cluster task had already stopped");
+        }
+    }
+    info!("stopping; IPVS services and sync daemons stay in the kernel");
+    Ok(())
+}
+
+/// Reads the files again; the running config is replaced only by a valid one that
+/// the IPVS stage can serve.
+async fn reload(files: &[PathBuf], old: &Loaded, ipvs: &mut IpvsStage) -> Result<Loaded, String> {
+    info!("SIGHUP: reloading {}", display_paths(files));
+    let new = Loaded::read(files)?;
+    ipvs.reconfigure(old, &new).await?;
+    Ok(new)
+}
+
+fn display_paths(files: &[PathBuf]) -> String {
+    files
+        .iter()
+        .map(|f| f.display().to_string())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The IPVS stage: services, sync daemons and sysctls.
+struct IpvsStage {
+    /// `None` only while no service is configured and the kernel has no IPVS.
+    client: Option<IpvsClient>,
+    /// Scope of services a reload removed from the config, still to be deleted;
+    /// cleared after a pass that had no failure.
+    retired: Scope,
+}
+
+impl IpvsStage {
+    async fn start(config: &Loaded) -> anyhow::Result<Self> {
+        let client = match IpvsClient::connect().await {
+            Ok(client) => Some(client),
+            Err(IpvsError::FamilyNotFound) if config.services.is_empty() => {
+                warn!(
+                    "{}: running without IPVS (no services configured)",
+                    IpvsError::FamilyNotFound
+                );
+                None
+            }
+            Err(e) => bail!(e),
+        };
+        let stage = IpvsStage {
+            client,
+            retired: Scope::default(),
+        };
+        stage.apply_sysctls(&config.cluster);
+        Ok(stage)
+    }
+
+    /// Connects if the new config needs IPVS and notes what it no longer manages.
+    async fn reconfigure(&mut self, old: &Loaded, new: &Loaded) -> Result<(), String> {
+        if self.client.is_none() && !new.services.is_empty() {
+            self.client = Some(IpvsClient::connect().await.map_err(|e| e.to_string())?);
+        }
+        self.retired = self.retired.union(&old.scope.difference(&new.scope));
+        self.apply_sysctls(&new.cluster);
+        Ok(())
+    }
+
+    fn apply_sysctls(&self, cluster: &ClusterConfig) {
+        if self.client.is_some() {
+            for e in sysctl::apply(Path::new(sysctl::DIR), &cluster.sync) {
+                error!("ipvs: {e}");
+            }
+        }
+    }
+
+    async fn pass(&mut self, config: &Loaded, owns_any: bool) {
+        let Some(client) = &self.client else { return };
+        let scope = config.scope.union(&self.retired);
+        match reconcile::reconcile_once(client, &config.services, &scope).await {
+            Ok(report) => {
+                if report.is_clean() {
+                    self.retired = Scope::default();
+                }
+                debug!(
+                    "ipvs: pass done: {} applied, {} failed, {} skipped",
+                    report.applied,
+                    report.failed.len(),
+                    report.skipped
+                );
+            }
+            Err(e) => {
+                error!("ipvs: cannot read the kernel's services: {e} (retrying at the next pass)")
+            }
+        }
+        self.sync_daemons(config, owns_any).await;
+    }
+
+    async fn sync_daemons(&self, config: &Loaded, owns_any: bool) {
+        let Some(client) = &self.client else { return };
+        let want = sync::desired(&config.node, &config.cluster.sync, owns_any);
+        if let Err(e) = sync::reconcile(client, &want).await {
+            error!("ipvs: cannot read the sync daemons: {e} (retrying at the next pass)");
+        }
+    }
+}

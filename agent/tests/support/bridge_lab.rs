@@ -1,0 +1,225 @@
+//! A lab of N network namespaces (`eth0` = 192.0.2.i/24) on one bridge that lives in a
+//! namespace of its own, with no route out, each running a real `lvs-agent run`.
+//! Everything (processes, namespaces, files) is cleaned up on drop, even on panic.
+
+use std::collections::BTreeSet;
+use std::fs;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub fn ip(args: &[&str]) -> String {
+    let out = Command::new("ip").args(args).output().expect("run ip");
+    assert!(
+        out.status.success(),
+        "ip {}: {}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Polls `check` every 100 ms until it returns `Some` or `deadline` passes.
+pub fn wait_for<T>(deadline: Duration, mut check: impl FnMut() -> Option<T>) -> Option<T> {
+    let end = Instant::now() + deadline;
+    loop {
+        if let Some(value) = check() {
+            return Some(value);
+        }
+        if Instant::now() > end {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+pub struct Lab {
+    prefix: String,
+    pub dir: PathBuf,
+    nodes: usize,
+    agents: Vec<Option<Child>>,
+}
+
+impl Lab {
+    /// `None` when not root (namespaces need CAP_SYS_ADMIN).
+    pub fn new(tag: &str, nodes: usize) -> Option<Lab> {
+        if !nix::unistd::geteuid().is_root() {
+            eprintln!("skipping: network namespace tests need root");
+            return None;
+        }
+        let prefix = format!("lvsc-{}-{tag}", std::process::id());
+        let dir = std::env::temp_dir().join(&prefix);
+        fs::create_dir_all(&dir).expect("lab dir");
+        let mut lab = Lab {
+            prefix,
+            dir,
+            nodes: 0,
+            agents: Vec::new(),
+        };
+        let br = lab.bridge_ns();
+        ip(&["netns", "add", &br]);
+        ip(&["-n", &br, "link", "add", "br0", "type", "bridge"]);
+        ip(&["-n", &br, "link", "set", "br0", "up"]);
+        for _ in 0..nodes {
+            lab.add_node();
+        }
+        Some(lab)
+    }
+
+    fn bridge_ns(&self) -> String {
+        format!("{}-br", self.prefix)
+    }
+
+    /// Namespace of node `i` (1-based).
+    pub fn ns(&self, i: usize) -> String {
+        format!("{}-{i}", self.prefix)
+    }
+
+    /// Adds node `n + 1`, wired to the bridge, with no agent yet.
+    pub fn add_node(&mut self) -> usize {
+        self.nodes += 1;
+        self.agents.push(None);
+        let i = self.nodes;
+        let (ns, br) = (self.ns(i), self.bridge_ns());
+        let port = format!("p{i}");
+        ip(&["netns", "add", &ns]);
+        ip(&["-n", &ns, "link", "set", "lo", "up"]);
+        ip(&[
+            "-n", &ns, "link", "add", "eth0", "type", "veth", "peer", "name", &port, "netns", &br,
+        ]);
+        ip(&["-n", &br, "link", "set", &port, "master", "br0", "up"]);
+        ip(&[
+            "-n",
+            &ns,
+            "addr",
+            "add",
+            &format!("192.0.2.{i}/24"),
+            "dev",
+            "eth0",
+        ]);
+        ip(&["-n", &ns, "link", "set", "eth0", "up"]);
+        i
+    }
+
+    pub fn write(&self, name: &str, text: &str) -> PathBuf {
+        let path = self.dir.join(name);
+        fs::write(&path, text).expect("write lab file");
+        path
+    }
+
+    pub fn socket(&self, i: usize) -> PathBuf {
+        self.dir.join(format!("lb{i}.sock"))
+    }
+
+    pub fn log(&self, i: usize) -> PathBuf {
+        self.dir.join(format!("lb{i}.log"))
+    }
+
+    /// Starts `lvs-agent run -c NODE -c CLUSTER` in node `i`'s namespace, logging
+    /// (appending) to `lb{i}.log`.
+    pub fn start(&mut self, i: usize, node: &Path, cluster: &Path) {
+        let log = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.log(i))
+            .expect("agent log");
+        let child = Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                &self.ns(i),
+                env!("CARGO_BIN_EXE_lvs-agent"),
+                "run",
+                "-c",
+            ])
+            .arg(node)
+            .arg("-c")
+            .arg(cluster)
+            .env("RUST_LOG", "info,lvs_agent::cluster=debug")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("log"))
+            .stderr(log)
+            .spawn()
+            .expect("start lvs-agent");
+        self.agents[i - 1] = Some(child);
+    }
+
+    /// SIGKILL: a crash, nothing is released.
+    pub fn kill(&mut self, i: usize) {
+        if let Some(mut child) = self.agents[i - 1].take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Runs the agent binary with `args` (e.g. `join`, `status`) outside any namespace.
+    pub fn agent_cli(&self, args: &[&str]) -> std::process::Output {
+        Command::new(env!("CARGO_BIN_EXE_lvs-agent"))
+            .args(args)
+            .output()
+            .expect("run lvs-agent")
+    }
+
+    /// Addresses of `net` (a prefix such as "198.51.100.") on node `i`'s eth0.
+    pub fn addrs_in(&self, i: usize, net: &str) -> BTreeSet<IpAddr> {
+        let out = ip(&["-n", &self.ns(i), "-o", "addr", "show", "dev", "eth0"]);
+        // Each line: `N: eth0 inet ADDR/LEN brd ...`; only the word after inet/inet6.
+        out.lines()
+            .filter_map(|line| {
+                let mut words = line.split_whitespace();
+                words.find(|w| *w == "inet" || *w == "inet6")?;
+                words.next()?.split('/').next()?.parse().ok()
+            })
+            .filter(|a: &IpAddr| a.to_string().starts_with(net))
+            .collect()
+    }
+
+    /// Runs `nft` with `script` in node `i`'s namespace.
+    pub fn nft(&self, i: usize, script: &str) {
+        let out = Command::new("ip")
+            .args(["netns", "exec", &self.ns(i), "nft", script])
+            .output()
+            .expect("run nft");
+        assert!(
+            out.status.success(),
+            "nft {script}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    pub fn nodes(&self) -> usize {
+        self.nodes
+    }
+
+    /// Every agent's log, for a failure message.
+    pub fn logs(&self) -> String {
+        (1..=self.nodes)
+            .map(|i| {
+                let text = fs::read_to_string(self.log(i)).unwrap_or_default();
+                let tail: Vec<&str> = text.lines().rev().take(40).collect();
+                let tail: Vec<&str> = tail.into_iter().rev().collect();
+                format!("--- lb{i} (last 40 lines)\n{}\n", tail.join("\n"))
+            })
+            .collect()
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        for i in 1..=self.nodes {
+            self.kill(i);
+        }
+        for i in 1..=self.nodes {
+            let _ = Command::new("ip")
+                .args(["netns", "del", &self.ns(i)])
+                .status();
+        }
+        let _ = Command::new("ip")
+            .args(["netns", "del", &self.bridge_ns()])
+            .status();
+        if std::env::var_os("LVS_KEEP_LAB").is_none() {
+            let _ = fs::remove_dir_all(&self.dir);
+        }
+    }
+}

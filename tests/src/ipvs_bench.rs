@@ -1,0 +1,313 @@
+//! The IPVS dataplane benchmark (`lvs-lab-guest ipvs-bench SERVICES DESTS`, in
+//! the lab VM): the agent's reconcile of N services × M real servers against
+//! `ipvsadm -R` restoring the same rules, step by step, in the same kernel:
+//! cold apply, no-op reconcile, one weight changed, 1,000 services removed.
+//! Prints a table; every figure comes from this run.
+use crate::ipvs_rules::{delete_service, destination, restore_script, ServiceState};
+use anyhow::{bail, Context, Result};
+use lvs_agent::ipvs::plan::{Scope, VirtualService};
+use lvs_agent::ipvs::reconcile::reconcile_once;
+use lvs_agent::ipvs::{
+    Destination, Forwarding, IpvsClient, Protocol, Scheduler, Service, ServiceKey,
+};
+use std::fmt::Write as _;
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// First service VIP; services take consecutive addresses from here.
+const FIRST_VIP: Ipv4Addr = Ipv4Addr::new(10, 100, 0, 0);
+/// Real servers are shared by every service: 172.20.0.1, .2, ...
+const FIRST_REAL_SERVER: Ipv4Addr = Ipv4Addr::new(172, 20, 0, 1);
+/// Services removed in the removal step (fewer when the bench is smaller).
+const REMOVED: usize = 1000;
+
+/// `services` TCP services on port 80 (wlc), each with `dests` DR real servers of weight 1.
+pub fn desired(services: u32, dests: u32) -> Vec<ServiceState> {
+    (0..services)
+        .map(|i| {
+            let key = ServiceKey::Addr {
+                protocol: Protocol::Tcp,
+                addr: SocketAddr::V4(SocketAddrV4::new(
+                    Ipv4Addr::from(u32::from(FIRST_VIP) + i),
+                    80,
+                )),
+            };
+            let real_servers = (0..dests)
+                .map(|j| Destination {
+                    addr: SocketAddr::V4(SocketAddrV4::new(
+                        Ipv4Addr::from(u32::from(FIRST_REAL_SERVER) + j),
+                        80,
+                    )),
+                    forwarding: Forwarding::Route,
+                    weight: 1,
+                    upper_threshold: 0,
+                    lower_threshold: 0,
+                })
+                .collect();
+            (Service::new(key, Scheduler::Wlc), real_servers)
+        })
+        .collect()
+}
+
+/// One step measured both ways.
+#[derive(Debug, Clone)]
+pub struct Step {
+    pub name: String,
+    pub agent: Duration,
+    /// Netlink requests that changed the kernel.
+    pub agent_writes: usize,
+    pub ipvsadm: Duration,
+    /// What ipvsadm did for the comparison.
+    pub ipvsadm_what: String,
+}
+
+/// Runs every step. `reconcile` is the agent's side: it makes the kernel match
+/// the state it is given and returns how many writes that took.
+pub fn run(
+    services: u32,
+    dests: u32,
+    reconcile: &mut dyn FnMut(&[ServiceState]) -> Result<usize>,
+    scratch: &std::path::Path,
+) -> Result<Vec<Step>> {
+    let want = desired(services, dests);
+    let mut steps = Vec::new();
+
+    // Cold apply.
+    flush()?;
+    let ipvsadm = restore(scratch, &restore_script(&want))?;
+    flush()?;
+    let (agent, writes) = timed(|| reconcile(&want))?;
+    expect_rules(services, dests)?;
+    steps.push(Step {
+        name: format!("cold apply {services}x{dests}"),
+        agent,
+        agent_writes: writes,
+        ipvsadm,
+        ipvsadm_what: format!("-R of {} -A/-a lines", want.len() * (1 + dests as usize)),
+    });
+
+    // No-op: nothing to change. ipvsadm's nearest is reading everything back.
+    let (agent, writes) = timed(|| reconcile(&want))?;
+    let (ipvsadm, _) = timed(ipvsadm_save)?;
+    steps.push(Step {
+        name: "no-op reconcile".into(),
+        agent,
+        agent_writes: writes,
+        ipvsadm,
+        ipvsadm_what: "-S -n (read all)".into(),
+    });
+
+    // One weight changed, then changed back for ipvsadm's turn.
+    let mut changed = want.clone();
+    let (svc, dests_of) = changed.get_mut(want.len() / 2).context("no services")?;
+    let dest = dests_of.first_mut().context("no real servers")?;
+    dest.weight = 7;
+    let edit = destination(&svc.key, dest, true);
+    let (agent, writes) = timed(|| reconcile(&changed))?;
+    reconcile(&want)?;
+    let ipvsadm = restore(scratch, &format!("{edit}\n"))?;
+    steps.push(Step {
+        name: "one weight changed".into(),
+        agent,
+        agent_writes: writes,
+        ipvsadm,
+        ipvsadm_what: "-R of one -e line".into(),
+    });
+
+    // Removal, measured from the same full state both times.
+    let removed = REMOVED.min(want.len());
+    let kept = &want[removed..];
+    let (agent, writes) = timed(|| reconcile(kept))?;
+    reconcile(&want)?;
+    let deletes: String = want[..removed]
+        .iter()
+        .map(|(s, _)| delete_service(&s.key) + "\n")
+        .collect();
+    let ipvsadm = restore(scratch, &deletes)?;
+    steps.push(Step {
+        name: format!("{removed} services removed"),
+        agent,
+        agent_writes: writes,
+        ipvsadm,
+        ipvsadm_what: format!("-R of {removed} -D lines"),
+    });
+    flush()?;
+    let expected = [want.len() * (1 + dests as usize), 0, 1, removed];
+    for (step, writes) in steps.iter().zip(expected) {
+        if step.agent_writes != writes {
+            bail!(
+                "{}: the agent made {} writes, want {writes}\n{}",
+                step.name,
+                step.agent_writes,
+                table(&steps)
+            );
+        }
+    }
+    Ok(steps)
+}
+
+/// The bench with the agent's reconcile path in this process
+/// ([`reconcile_once`]: dump of the managed services, plan, one request per
+/// planned change): the table, then this process's
+/// memory while it held the desired and the actual state of the full size.
+pub fn with_planner(services: u32, dests: u32, scratch: &std::path::Path) -> Result<String> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let client = rt.block_on(IpvsClient::connect())?;
+    let (rss_before, _) = own_memory_kib()?;
+    let scope = Scope {
+        addrs: desired(services, dests)
+            .iter()
+            .filter_map(|(s, _)| match s.key {
+                ServiceKey::Addr { addr, .. } => Some(addr.ip()),
+                ServiceKey::Fwmark { .. } => None,
+            })
+            .collect(),
+        fwmarks: Default::default(),
+    };
+    let mut reconcile = |want: &[ServiceState]| -> Result<usize> {
+        let want: Vec<VirtualService> = want
+            .iter()
+            .map(|(service, destinations)| VirtualService {
+                service: service.clone(),
+                destinations: destinations.clone(),
+            })
+            .collect();
+        let report = rt.block_on(reconcile_once(&client, &want, &scope))?;
+        if !report.is_clean() {
+            bail!("reconcile failed: {:?}", report.failed.first());
+        }
+        Ok(report.writes())
+    };
+    let steps = run(services, dests, &mut reconcile, scratch)?;
+    let (rss, hwm) = own_memory_kib()?;
+    Ok(format!(
+        "{}bench process memory: VmRSS {rss_before} KiB at start, {rss} KiB at the end; \
+         VmHWM {hwm} KiB (peak, holding desired and actual {services}x{dests})\n",
+        table(&steps)
+    ))
+}
+
+/// The result table.
+pub fn table(steps: &[Step]) -> String {
+    let mut out = format!(
+        "{:<24} {:>11} {:>8} {:>11} {:>7}  ipvsadm did\n",
+        "step", "agent ms", "writes", "ipvsadm ms", "ratio"
+    );
+    for s in steps {
+        let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+        let _ = writeln!(
+            out,
+            "{:<24} {:>11.1} {:>8} {:>11.1} {:>7.2}  {}",
+            s.name,
+            ms(s.agent),
+            s.agent_writes,
+            ms(s.ipvsadm),
+            ms(s.agent) / ms(s.ipvsadm).max(0.001),
+            s.ipvsadm_what
+        );
+    }
+    out
+}
+
+/// `VmRSS` and `VmHWM` of this process, in KiB.
+pub fn own_memory_kib() -> Result<(u64, u64)> {
+    let status = std::fs::read_to_string("/proc/self/status")?;
+    let field = |name: &str| -> Result<u64> {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|v| v.parse().ok())
+            .with_context(|| format!("no {name} in /proc/self/status"))
+    };
+    Ok((field("VmRSS:")?, field("VmHWM:")?))
+}
+
+fn timed<T>(f: impl FnOnce() -> Result<T>) -> Result<(Duration, T)> {
+    let started = Instant::now();
+    let out = f()?;
+    Ok((started.elapsed(), out))
+}
+
+/// Times `ipvsadm -R` reading `rules` (the process start is part of it, as it
+/// is of every real ipvsadm use).
+fn restore(scratch: &std::path::Path, rules: &str) -> Result<Duration> {
+    let file = scratch.join("ipvs-bench.rules");
+    std::fs::write(&file, rules)?;
+    let input = std::fs::File::open(&file)?;
+    let started = Instant::now();
+    let out = Command::new("ipvsadm")
+        .arg("-R")
+        .stdin(input)
+        .stderr(Stdio::piped())
+        .output()
+        .context("cannot run ipvsadm")?;
+    let took = started.elapsed();
+    if !out.status.success() {
+        bail!(
+            "ipvsadm -R failed: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(took)
+}
+
+fn ipvsadm_save() -> Result<String> {
+    let out = Command::new("ipvsadm").args(["-S", "-n"]).output()?;
+    if !out.status.success() {
+        bail!("ipvsadm -S -n failed");
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+fn flush() -> Result<()> {
+    let status = Command::new("ipvsadm").arg("-C").status()?;
+    if !status.success() {
+        bail!("ipvsadm -C failed");
+    }
+    Ok(())
+}
+
+/// The kernel holds exactly `services` × `dests` (counted in ipvsadm's listing).
+fn expect_rules(services: u32, dests: u32) -> Result<()> {
+    let listing = ipvsadm_save()?;
+    let count = |p: &str| listing.lines().filter(|l| l.starts_with(p)).count();
+    let (s, d) = (count("-A"), count("-a"));
+    if s != services as usize || d != (services * dests) as usize {
+        bail!("after the agent's cold apply ipvsadm lists {s} services and {d} real servers, want {services} and {}", services * dests);
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn desired_state_is_distinct_services_over_shared_servers() {
+        let state = desired(300, 4);
+        assert_eq!(state.len(), 300);
+        assert_eq!(state[0].0.key.to_string(), "tcp 10.100.0.0:80");
+        assert_eq!(state[299].0.key.to_string(), "tcp 10.100.1.43:80");
+        assert_eq!(state[299].1[3].addr.to_string(), "172.20.0.4:80");
+        let mut keys: Vec<_> = state.iter().map(|(s, _)| s.key).collect();
+        keys.dedup();
+        assert_eq!(keys.len(), 300);
+    }
+
+    #[test]
+    fn table_has_ratio() {
+        let steps = [Step {
+            name: "x".into(),
+            agent: Duration::from_millis(30),
+            agent_writes: 2,
+            ipvsadm: Duration::from_millis(10),
+            ipvsadm_what: "y".into(),
+        }];
+        let t = table(&steps);
+        assert!(t.contains("3.00"), "{t}");
+    }
+}

@@ -1,0 +1,164 @@
+//! Connection sync between three directors, each running `lvs-agent run` with its
+//! own sync id: lb1 (holding the VIP, forced sync master) sends, every node runs a
+//! backup daemon on sync id 0. Connections through lb1 must appear in lb2's and
+//! lb3's connection tables, and each node's daemons must be the configured ones.
+use crate::ipvsadm::connections_from;
+use crate::scenario::Ctx;
+use crate::scenarios::agent::{self, Agent, Background};
+use crate::scenarios::agent_restart::{echo_service, node_toml, ECHO_PORT};
+use crate::topology::TopologySpec;
+use anyhow::Result;
+use std::net::Ipv4Addr;
+use std::time::{Duration, Instant};
+
+const CONNS: u16 = 20;
+/// How long a connection may take to show up on the backups.
+const SYNC_DEADLINE: Duration = Duration::from_secs(10);
+/// Configured (non-default) so the daemons prove they follow the config.
+const MCAST_PORT: u16 = 8850;
+const MCAST_TTL: u8 = 2;
+
+/// The agent flag that makes a node sync master without owning a VIP group.
+pub const FORCE_MASTER: &[&str] = &["--sync-master"];
+
+pub fn run(ctx: &mut Ctx) -> Result<()> {
+    let mut spec = TopologySpec::seed();
+    spec.directors.push(Ipv4Addr::new(172, 16, 0, 12));
+    let topo = ctx.topology(spec)?;
+    let spec = topo.spec().clone();
+    let vip = spec.vips[0].to_string();
+    let service = format!("{vip}:{ECHO_PORT}");
+    let rs: Vec<String> = spec.real_servers.iter().map(|a| a.to_string()).collect();
+    ctx.sh.run(&format!(
+        "ip -n {} addr add {vip}/32 dev eth0",
+        topo.ns("lb1")
+    ))?;
+
+    let tool = ctx.guest_tool().to_string_lossy().into_owned();
+    let mut procs = Background::default();
+    for node in ["rs1", "rs2"] {
+        let listen = format!("0.0.0.0:{ECHO_PORT}");
+        procs.spawn(ctx, &topo.ns(node), &[&tool, "echo-server", &listen])?;
+    }
+
+    let cluster = format!(
+        "[cluster]\nname = \"sync\"\n\n[sync]\nmcast_port = {MCAST_PORT}\nmcast_ttl = {MCAST_TTL}\n\n{}",
+        echo_service(&vip, &rs)
+    );
+    let mut agents = Vec::new();
+    for (i, addr) in spec.directors.iter().enumerate() {
+        let n = i + 1;
+        let config = std::env::temp_dir().join(format!("sync-lb{n}.toml"));
+        std::fs::write(&config, node_toml(n, &addr.to_string()) + &cluster)?;
+        let extra = if n == 1 { FORCE_MASTER } else { &[] };
+        agents.push(Agent::start(
+            ctx,
+            Some(&topo.ns(&format!("lb{n}"))),
+            &config,
+            extra,
+        )?);
+    }
+
+    // Daemons as configured on every node.
+    for n in 1..=spec.directors.len() {
+        let ns = topo.ns(&format!("lb{n}"));
+        let ok = agent::wait_until(Duration::from_secs(30), || {
+            Ok(daemons_match(
+                &ctx.sh.run_in(&ns, "ipvsadm -l --daemon")?,
+                n,
+            ))
+        })?;
+        let listing = ctx.sh.run_in(&ns, "ipvsadm -l --daemon")?;
+        ctx.check(
+            ok,
+            format!(
+                "lb{n} daemons: {} backup syncid 0, group 224.0.0.81 port {MCAST_PORT} ttl {MCAST_TTL}: {:?}",
+                if n == 1 { "master syncid 1 and" } else { "no master," },
+                listing.trim()
+            ),
+        )?;
+    }
+    for n in 1..=spec.directors.len() {
+        let ns = topo.ns(&format!("lb{n}"));
+        let ready = agent::wait_until(Duration::from_secs(30), || {
+            let l = ctx.sh.run_in(&ns, "ipvsadm -L -n")?;
+            Ok(l.matches(&format!(":{ECHO_PORT} ")).count() >= 3)
+        })?;
+        ctx.check(ready, format!("lb{n}: the agent created {service}"))?;
+    }
+
+    let (conns, secs) = (CONNS.to_string(), "14".to_string());
+    let started = Instant::now();
+    let client = procs.spawn(
+        ctx,
+        &topo.ns("client"),
+        &[&tool, "stream-client", &service, &conns, &secs, "31000"],
+    )?;
+    let client_addr = spec.client.to_string();
+    for n in 2..=spec.directors.len() {
+        let ns = topo.ns(&format!("lb{n}"));
+        let synced = agent::wait_until(SYNC_DEADLINE, || {
+            let out = std::process::Command::new("ip")
+                .args(["netns", "exec", &ns, "ipvsadm", "-L", "-n", "-c"])
+                .output()?;
+            let l = String::from_utf8_lossy(&out.stdout);
+            Ok(connections_from(&l, &client_addr, &service) >= usize::from(CONNS))
+        })?;
+        let took = started.elapsed();
+        let l = ctx.sh.run_in(&ns, "ipvsadm -L -n -c")?;
+        let seen = connections_from(&l, &client_addr, &service);
+        ctx.check(
+            synced,
+            format!(
+                "lb{n} learned {seen}/{CONNS} connections through lb1 by sync, {:.2} s after the client started",
+                took.as_secs_f64()
+            ),
+        )?;
+    }
+    let summary = procs.finish(ctx, client)?;
+    ctx.check(
+        summary.contains("resets=0 errors=0"),
+        format!("client through lb1: {}", summary.trim()),
+    )?;
+    for a in agents {
+        a.stop(ctx)?;
+    }
+    Ok(())
+}
+
+/// `ipvsadm -l --daemon` shows a backup on sync id 0 and, on lb1 only, a master
+/// on sync id 1, all with the configured group, port and ttl.
+fn daemons_match(listing: &str, node: usize) -> bool {
+    let tail = format!("group=224.0.0.81, port={MCAST_PORT}, ttl={MCAST_TTL})");
+    let has = |state: &str, syncid: usize| {
+        listing.lines().any(|l| {
+            l.starts_with(&format!(
+                "{state} sync daemon (mcast=eth0, syncid={syncid},"
+            )) && l.ends_with(&tail)
+        })
+    };
+    let masters = listing.lines().filter(|l| l.starts_with("master")).count();
+    has("backup", 0)
+        && if node == 1 {
+            has("master", 1) && masters == 1
+        } else {
+            masters == 0
+        }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_ipvsadm_daemon_listing() {
+        let lb1 = "master sync daemon (mcast=eth0, syncid=1, maxlen=1472, group=224.0.0.81, port=8850, ttl=2)\n\
+                   backup sync daemon (mcast=eth0, syncid=0, maxlen=1472, group=224.0.0.81, port=8850, ttl=2)\n";
+        assert!(daemons_match(lb1, 1));
+        assert!(!daemons_match(lb1, 2));
+        let backup_only = lb1.lines().nth(1).unwrap();
+        assert!(daemons_match(backup_only, 3));
+        assert!(!daemons_match(backup_only, 1));
+        assert!(!daemons_match(&backup_only.replace("ttl=2", "ttl=1"), 3));
+    }
+}
