@@ -1,7 +1,8 @@
 //! The IPVS dataplane benchmark (`lvs-lab-guest ipvs-bench SERVICES DESTS`, in
 //! the lab VM): the agent's reconcile of N services × M real servers against
-//! `ipvsadm -R` restoring the same rules, step by step, in the same kernel:
-//! cold apply, no-op reconcile, one weight changed, 1,000 services removed.
+//! `ipvsadm -R` restoring the same rules, step by step, in the same kernel (each
+//! side in a network namespace of its own): cold apply, no-op reconcile, one
+//! weight changed, 1,000 services removed.
 //! Prints a table; every figure comes from this run.
 use crate::ipvs_rules::{delete_service, destination, restore_script, ServiceState};
 use anyhow::{bail, Context, Result};
@@ -10,10 +11,13 @@ use lvs_agent::ipvs::reconcile::reconcile_once;
 use lvs_agent::ipvs::{
     Destination, Forwarding, IpvsClient, Protocol, Scheduler, Service, ServiceKey,
 };
+use nix::sched::{unshare, CloneFlags};
 use std::fmt::Write as _;
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::process::{Command, Stdio};
+use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
+use tokio::runtime::Runtime;
 
 /// First service VIP; services take consecutive addresses from here.
 const FIRST_VIP: Ipv4Addr = Ipv4Addr::new(10, 100, 0, 0);
@@ -62,64 +66,75 @@ pub struct Step {
     pub ipvsadm_what: String,
 }
 
-/// Runs every step. `reconcile` is the agent's side: it makes the kernel match
-/// the state it is given and returns how many writes that took.
+/// How long the agent's part of a step took, and the writes it made.
+pub type Timed = (Duration, usize);
+
+/// The agent's side of the bench, as [`run`] drives it.
+pub trait AgentSide {
+    /// Makes the kernel match `want`.
+    fn reconcile(&mut self, want: &[ServiceState]) -> Result<Timed>;
+    /// Fails unless the kernel holds exactly `services` x `dests`.
+    fn expect_rules(&mut self, services: u32, dests: u32) -> Result<()>;
+}
+
+/// Runs every step. Each side starts from an IPVS state of its own (the agent
+/// side in its own network namespace): deleted real servers linger in a
+/// per-namespace list that every add scans, so one side's flush must not slow
+/// the other's adds, and one side's edits must not be the other's drift.
 pub fn run(
     services: u32,
     dests: u32,
-    reconcile: &mut dyn FnMut(&[ServiceState]) -> Result<usize>,
+    agent: &mut dyn AgentSide,
     scratch: &std::path::Path,
 ) -> Result<Vec<Step>> {
     let want = desired(services, dests);
     let mut steps = Vec::new();
 
-    // Cold apply.
+    // Cold apply. ipvsadm keeps its state for its later steps.
     flush()?;
     let ipvsadm = restore(scratch, &restore_script(&want))?;
-    flush()?;
-    let (agent, writes) = timed(|| reconcile(&want))?;
     expect_rules(services, dests)?;
+    let (took, writes) = agent.reconcile(&want)?;
+    agent.expect_rules(services, dests)?;
     steps.push(Step {
         name: format!("cold apply {services}x{dests}"),
-        agent,
+        agent: took,
         agent_writes: writes,
         ipvsadm,
         ipvsadm_what: format!("-R of {} -A/-a lines", want.len() * (1 + dests as usize)),
     });
 
     // No-op: nothing to change. ipvsadm's nearest is reading everything back.
-    let (agent, writes) = timed(|| reconcile(&want))?;
+    let (took, writes) = agent.reconcile(&want)?;
     let (ipvsadm, _) = timed(ipvsadm_save)?;
     steps.push(Step {
         name: "no-op reconcile".into(),
-        agent,
+        agent: took,
         agent_writes: writes,
         ipvsadm,
         ipvsadm_what: "-S -n (read all)".into(),
     });
 
-    // One weight changed, then changed back for ipvsadm's turn.
+    // One weight changed (the agent changes it back, untimed).
     let mut changed = want.clone();
     let (svc, dests_of) = changed.get_mut(want.len() / 2).context("no services")?;
     let dest = dests_of.first_mut().context("no real servers")?;
     dest.weight = 7;
     let edit = destination(&svc.key, dest, true);
-    let (agent, writes) = timed(|| reconcile(&changed))?;
-    reconcile(&want)?;
+    let (took, writes) = agent.reconcile(&changed)?;
+    agent.reconcile(&want)?;
     let ipvsadm = restore(scratch, &format!("{edit}\n"))?;
     steps.push(Step {
         name: "one weight changed".into(),
-        agent,
+        agent: took,
         agent_writes: writes,
         ipvsadm,
         ipvsadm_what: "-R of one -e line".into(),
     });
 
-    // Removal, measured from the same full state both times.
+    // Removal, from the full state on both sides.
     let removed = REMOVED.min(want.len());
-    let kept = &want[removed..];
-    let (agent, writes) = timed(|| reconcile(kept))?;
-    reconcile(&want)?;
+    let (took, writes) = agent.reconcile(&want[removed..])?;
     let deletes: String = want[..removed]
         .iter()
         .map(|(s, _)| delete_service(&s.key) + "\n")
@@ -127,7 +142,7 @@ pub fn run(
     let ipvsadm = restore(scratch, &deletes)?;
     steps.push(Step {
         name: format!("{removed} services removed"),
-        agent,
+        agent: took,
         agent_writes: writes,
         ipvsadm,
         ipvsadm_what: format!("-R of {removed} -D lines"),
@@ -147,15 +162,111 @@ pub fn run(
     Ok(steps)
 }
 
+/// A job for the agent's thread.
+type Job = Box<dyn FnOnce(&Runtime, &IpvsClient) -> Result<Timed> + Send>;
+
+/// The agent's reconcile path ([`reconcile_once`]) on a thread of this process
+/// that has a network namespace of its own (ipvsadm runs there too when the
+/// thread checks the rules).
+struct InProcess {
+    jobs: Option<mpsc::Sender<Job>>,
+    results: mpsc::Receiver<Result<Timed>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+    scope: Arc<Scope>,
+}
+
+impl InProcess {
+    fn start(scope: Scope) -> Result<Self> {
+        let (jobs, job_rx) = mpsc::channel::<Job>();
+        let (done, results) = mpsc::channel();
+        let thread = std::thread::spawn(move || {
+            let setup = || -> Result<(Runtime, IpvsClient)> {
+                own_namespace()?;
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()?;
+                let client = rt.block_on(IpvsClient::connect())?;
+                Ok((rt, client))
+            };
+            match setup() {
+                Err(e) => drop(done.send(Err(e))),
+                Ok((rt, client)) => {
+                    let _ = done.send(Ok((Duration::ZERO, 0)));
+                    for job in job_rx {
+                        if done.send(job(&rt, &client)).is_err() {
+                            break;
+                        }
+                    }
+                }
+            }
+        });
+        let side = InProcess {
+            jobs: Some(jobs),
+            results,
+            thread: Some(thread),
+            scope: Arc::new(scope),
+        };
+        side.results.recv().context("the agent thread died")??;
+        Ok(side)
+    }
+
+    fn call(&self, job: Job) -> Result<Timed> {
+        let jobs = self.jobs.as_ref().context("the agent thread is stopped")?;
+        jobs.send(job).ok().context("the agent thread died")?;
+        self.results.recv().context("the agent thread died")?
+    }
+}
+
+impl AgentSide for InProcess {
+    fn reconcile(&mut self, want: &[ServiceState]) -> Result<Timed> {
+        let want: Vec<VirtualService> = want
+            .iter()
+            .map(|(service, destinations)| VirtualService {
+                service: service.clone(),
+                destinations: destinations.clone(),
+            })
+            .collect();
+        let scope = self.scope.clone();
+        self.call(Box::new(move |rt, client| {
+            let started = Instant::now();
+            let report = rt.block_on(reconcile_once(client, &want, &scope))?;
+            let took = started.elapsed();
+            if !report.is_clean() {
+                bail!("reconcile failed: {:?}", report.failed.first());
+            }
+            Ok((took, report.writes()))
+        }))
+    }
+
+    fn expect_rules(&mut self, services: u32, dests: u32) -> Result<()> {
+        self.call(Box::new(move |_, _| {
+            expect_rules(services, dests).map(|()| (Duration::ZERO, 0))
+        }))
+        .map(drop)
+    }
+}
+
+impl Drop for InProcess {
+    fn drop(&mut self) {
+        // Empty the namespace here rather than in the kernel's teardown after
+        // the process exits, which would overlap whatever runs next.
+        let _ = self.call(Box::new(|_, _| flush().map(|()| (Duration::ZERO, 0))));
+        self.jobs = None;
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
 /// The bench with the agent's reconcile path in this process
-/// ([`reconcile_once`]: dump of the managed services, plan, one request per
-/// planned change): the table, then this process's
+/// ([`reconcile_once`]: dump of the managed services and of their destinations,
+/// plan, the changes in batches), each side in a network namespace of its own:
+/// the table, the no-op pass as a share of the cold apply, then this process's
 /// memory while it held the desired and the actual state of the full size.
 pub fn with_planner(services: u32, dests: u32, scratch: &std::path::Path) -> Result<String> {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
-    let client = rt.block_on(IpvsClient::connect())?;
+    // ipvsadm's side: this thread (and the ipvsadm it starts) leaves the
+    // namespace it was started in untouched.
+    own_namespace()?;
     let (rss_before, _) = own_memory_kib()?;
     let scope = Scope {
         addrs: desired(services, dests)
@@ -167,27 +278,32 @@ pub fn with_planner(services: u32, dests: u32, scratch: &std::path::Path) -> Res
             .collect(),
         fwmarks: Default::default(),
     };
-    let mut reconcile = |want: &[ServiceState]| -> Result<usize> {
-        let want: Vec<VirtualService> = want
-            .iter()
-            .map(|(service, destinations)| VirtualService {
-                service: service.clone(),
-                destinations: destinations.clone(),
-            })
-            .collect();
-        let report = rt.block_on(reconcile_once(&client, &want, &scope))?;
-        if !report.is_clean() {
-            bail!("reconcile failed: {:?}", report.failed.first());
-        }
-        Ok(report.writes())
-    };
-    let steps = run(services, dests, &mut reconcile, scratch)?;
+    let mut agent = InProcess::start(scope)?;
+    let steps = run(services, dests, &mut agent, scratch)?;
     let (rss, hwm) = own_memory_kib()?;
+    drop(agent);
+    let noop_share = steps[1].agent.as_secs_f64() / steps[0].agent.as_secs_f64().max(1e-6);
     Ok(format!(
-        "{}bench process memory: VmRSS {rss_before} KiB at start, {rss} KiB at the end; \
+        "{}no-op reconcile: {:.1}% of the agent's cold apply\n\
+         bench process memory: VmRSS {rss_before} KiB at start, {rss} KiB at the end; \
          VmHWM {hwm} KiB (peak, holding desired and actual {services}x{dests})\n",
-        table(&steps)
+        table(&steps),
+        noop_share * 100.0
     ))
+}
+
+/// Moves this thread (and the processes it starts) to a new network namespace,
+/// with `lo` up: until an address is local, IPVS refuses every real server
+/// (EINVAL, its address type being unknown).
+fn own_namespace() -> Result<()> {
+    unshare(CloneFlags::CLONE_NEWNET).context("cannot enter a network namespace of its own")?;
+    let status = Command::new("ip")
+        .args(["link", "set", "lo", "up"])
+        .status()?;
+    if !status.success() {
+        bail!("ip link set lo up failed");
+    }
+    Ok(())
 }
 
 /// The result table.
@@ -277,7 +393,7 @@ fn expect_rules(services: u32, dests: u32) -> Result<()> {
     let count = |p: &str| listing.lines().filter(|l| l.starts_with(p)).count();
     let (s, d) = (count("-A"), count("-a"));
     if s != services as usize || d != (services * dests) as usize {
-        bail!("after the agent's cold apply ipvsadm lists {s} services and {d} real servers, want {services} and {}", services * dests);
+        bail!("after the cold apply ipvsadm lists {s} services and {d} real servers, want {services} and {}", services * dests);
     }
     Ok(())
 }

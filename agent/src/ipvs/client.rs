@@ -1,19 +1,18 @@
-//! The socket side: one generic-netlink connection, one request per call, each
-//! kernel refusal mapped to a typed error naming its object.
+//! The client side: typed requests over one generic-netlink socket, each kernel
+//! refusal mapped to a typed error naming its object. Changes go in batches
+//! ([`IpvsClient::apply_all`], see [`super::socket`] for why), dumps one by one.
 //!
 //! There is deliberately no flush: the agent only ever touches the services it
 //! owns, one by one.
 
+use std::fmt;
 use std::net::SocketAddr;
+use std::sync::Arc;
 
-use futures::StreamExt;
-use netlink_packet_core::{NetlinkMessage, NetlinkPayload, NLM_F_ACK, NLM_F_DUMP, NLM_F_REQUEST};
 use netlink_packet_generic::ctrl::nlas::GenlCtrlAttrs;
 use netlink_packet_generic::ctrl::{GenlCtrl, GenlCtrlCmd};
 use netlink_packet_generic::GenlMessage;
-use netlink_proto::sys::protocols::NETLINK_GENERIC;
-use netlink_proto::sys::SocketAddr as NlAddr;
-use netlink_proto::ConnectionHandle;
+use tokio::sync::Mutex;
 
 use super::codec::{self, Invalid};
 use super::error::{Errno, Error, Object};
@@ -22,13 +21,29 @@ use super::model::{
     Destination, Info, ObservedDestination, ObservedService, Op, Service, ServiceKey, SyncDaemon,
     SyncState, Timeouts,
 };
+use super::socket::{NlSocket, Reply};
+
+/// Changes per datagram. Bounded so that even if the kernel refused every one,
+/// the refusals (a few hundred bytes each in the receive buffer's accounting)
+/// fit in a default-sized receive buffer (208 KiB) and none is lost; larger
+/// batches gain little once the send cost is shared by 128.
+const BATCH: usize = 128;
 
 /// An async IPVS client bound to the caller's network namespace. Needs a tokio
-/// runtime (the connection task is spawned on it) and CAP_NET_ADMIN for changes.
-#[derive(Clone, Debug)]
+/// runtime and CAP_NET_ADMIN for changes. Clones share the socket; requests
+/// from several tasks are served one exchange at a time.
+#[derive(Clone)]
 pub struct IpvsClient {
-    handle: ConnectionHandle<GenlMessage<IpvsMessage>>,
+    socket: Arc<Mutex<NlSocket<GenlMessage<IpvsMessage>>>>,
     family_id: u16,
+}
+
+impl fmt::Debug for IpvsClient {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("IpvsClient")
+            .field("family_id", &self.family_id)
+            .finish_non_exhaustive()
+    }
 }
 
 fn connection_error(object: Object, e: impl std::fmt::Display) -> Error {
@@ -46,56 +61,90 @@ fn with_object(object: Object) -> impl FnOnce(Invalid) -> Error {
     }
 }
 
+/// A refusal as a typed error.
+fn refused(object: &Object, errno: Option<i32>) -> Result<(), Error> {
+    match errno {
+        None => Ok(()),
+        Some(e) => Err(Error::Kernel {
+            object: object.clone(),
+            errno: Errno(e),
+        }),
+    }
+}
+
 /// Asks the generic-netlink controller for the IPVS family id.
 async fn resolve_family() -> Result<u16, Error> {
-    let (conn, handle, _) = netlink_proto::new_connection::<GenlMessage<GenlCtrl>>(NETLINK_GENERIC)
-        .map_err(|e| connection_error(Object::Family, e))?;
-    let task = tokio::spawn(conn);
-    let mut msg = NetlinkMessage::from(GenlMessage::from_payload(GenlCtrl {
+    let object = Object::Family;
+    let mut socket = NlSocket::open().map_err(|e| connection_error(object.clone(), e))?;
+    let request = GenlMessage::from_payload(GenlCtrl {
         cmd: GenlCtrlCmd::GetFamily,
         nlas: vec![GenlCtrlAttrs::FamilyName(FAMILY_NAME.to_owned())],
-    }));
-    msg.header.flags = NLM_F_REQUEST | NLM_F_ACK;
-    msg.finalize();
-    let mut replies = handle
-        .request(msg, NlAddr::new(0, 0))
-        .map_err(|e| connection_error(Object::Family, e))?;
-    let mut id = None;
-    let mut refused = None;
-    while let Some(reply) = replies.next().await {
-        match reply.payload {
-            NetlinkPayload::InnerMessage(genl) => {
-                id = id.or(genl.payload.nlas.iter().find_map(|a| match a {
-                    GenlCtrlAttrs::FamilyId(id) => Some(*id),
-                    _ => None,
-                }))
-            }
-            NetlinkPayload::Error(e) => refused = refused.or(e.code),
-            _ => {}
-        }
-    }
-    task.abort();
-    match (id, refused) {
+    });
+    let reply = socket
+        .batch(vec![request])
+        .await
+        .map_err(|e| connection_error(object.clone(), e))?
+        .pop()
+        .ok_or(Error::FamilyNotFound)?;
+    let id = reply.messages.iter().find_map(|genl| {
+        genl.payload.nlas.iter().find_map(|a| match a {
+            GenlCtrlAttrs::FamilyId(id) => Some(*id),
+            _ => None,
+        })
+    });
+    match (id, reply.errno) {
         (Some(id), _) => Ok(id),
         // ENOENT: no such family registered.
-        (None, Some(code)) if code.get() == -2 => Err(Error::FamilyNotFound),
-        (None, Some(code)) => Err(Error::Kernel {
-            object: Object::Family,
-            errno: Errno(-code.get()),
-        }),
-        (None, None) => Err(Error::FamilyNotFound),
+        (None, Some(2) | None) => Err(Error::FamilyNotFound),
+        (None, errno) => refused(&object, errno).and(Err(Error::FamilyNotFound)),
+    }
+}
+
+/// The request for one planned change and the object it is about.
+fn op_request(op: &Op) -> (Object, Result<IpvsMessage, Invalid>) {
+    match op {
+        Op::AddService(s) => (
+            Object::Service(s.key),
+            codec::service_request(Cmd::NewService, s),
+        ),
+        Op::EditService(s) => (
+            Object::Service(s.key),
+            codec::service_request(Cmd::SetService, s),
+        ),
+        Op::DeleteService(k) => (
+            Object::Service(*k),
+            Ok(codec::service_key_request(Cmd::DelService, k)),
+        ),
+        Op::AddDestination(k, d) => (
+            Object::Destination(*k, d.addr),
+            codec::destination_request(Cmd::NewDest, k, d),
+        ),
+        Op::EditDestination(k, d) => (
+            Object::Destination(*k, d.addr),
+            codec::destination_request(Cmd::SetDest, k, d),
+        ),
+        Op::DeleteDestination(k, a) => (
+            Object::Destination(*k, *a),
+            Ok(codec::destination_delete_request(k, *a)),
+        ),
     }
 }
 
 impl IpvsClient {
-    /// Resolves the "IPVS" family and opens the connection.
+    /// Resolves the "IPVS" family and opens the socket.
     pub async fn connect() -> Result<Self, Error> {
         let family_id = resolve_family().await?;
-        let (conn, handle, _) =
-            netlink_proto::new_connection::<GenlMessage<IpvsMessage>>(NETLINK_GENERIC)
-                .map_err(|e| connection_error(Object::Family, e))?;
-        tokio::spawn(conn);
-        Ok(IpvsClient { handle, family_id })
+        let socket = NlSocket::open().map_err(|e| connection_error(Object::Family, e))?;
+        Ok(IpvsClient {
+            socket: Arc::new(Mutex::new(socket)),
+            family_id,
+        })
+    }
+
+    fn genl(&self, msg: IpvsMessage) -> GenlMessage<IpvsMessage> {
+        let mut genl = GenlMessage::from_payload(msg);
+        genl.set_resolved_family_id(self.family_id);
+        genl
     }
 
     /// Sends one request and collects the reply messages; a dump returns
@@ -106,37 +155,19 @@ impl IpvsClient {
         dump: bool,
         object: &Object,
     ) -> Result<Vec<IpvsMessage>, Error> {
-        let mut genl = GenlMessage::from_payload(msg);
-        genl.set_resolved_family_id(self.family_id);
-        let mut nl = NetlinkMessage::from(genl);
-        nl.header.flags = NLM_F_REQUEST | if dump { NLM_F_DUMP } else { NLM_F_ACK };
-        nl.finalize();
-        let mut replies = self
-            .handle
-            .request(nl, NlAddr::new(0, 0))
-            .map_err(|e| connection_error(object.clone(), e))?;
-        let mut out = Vec::new();
-        while let Some(reply) = replies.next().await {
-            let code = match reply.payload {
-                NetlinkPayload::InnerMessage(genl) => {
-                    out.push(genl.payload);
-                    continue;
-                }
-                NetlinkPayload::Error(e) => e.code.map(|c| c.get()),
-                NetlinkPayload::Done(d) => Some(d.code).filter(|c| *c != 0),
-                NetlinkPayload::Overrun(_) => {
-                    return Err(connection_error(object.clone(), "receive buffer overrun"))
-                }
-                _ => None,
-            };
-            if let Some(code) = code {
-                return Err(Error::Kernel {
-                    object: object.clone(),
-                    errno: Errno(-code),
-                });
-            }
+        let genl = self.genl(msg);
+        let mut socket = self.socket.lock().await;
+        let reply: Reply<_> = if dump {
+            socket.dump(genl).await
+        } else {
+            socket
+                .batch(vec![genl])
+                .await
+                .and_then(|mut r| r.pop().ok_or_else(|| std::io::Error::other("no reply")))
         }
-        Ok(out)
+        .map_err(|e| connection_error(object.clone(), e))?;
+        refused(object, reply.errno)?;
+        Ok(reply.messages.into_iter().map(|g| g.payload).collect())
     }
 
     async fn change(&self, msg: IpvsMessage, object: Object) -> Result<(), Error> {
@@ -205,26 +236,16 @@ impl IpvsClient {
     }
 
     pub async fn add_service(&self, svc: &Service) -> Result<(), Error> {
-        let object = Object::Service(svc.key);
-        let msg =
-            codec::service_request(Cmd::NewService, svc).map_err(with_object(object.clone()))?;
-        self.change(msg, object).await
+        self.apply(&Op::AddService(svc.clone())).await
     }
 
     /// Changes scheduler, flags and persistence in place (connections survive).
     pub async fn edit_service(&self, svc: &Service) -> Result<(), Error> {
-        let object = Object::Service(svc.key);
-        let msg =
-            codec::service_request(Cmd::SetService, svc).map_err(with_object(object.clone()))?;
-        self.change(msg, object).await
+        self.apply(&Op::EditService(svc.clone())).await
     }
 
     pub async fn delete_service(&self, key: &ServiceKey) -> Result<(), Error> {
-        self.change(
-            codec::service_key_request(Cmd::DelService, key),
-            Object::Service(*key),
-        )
-        .await
+        self.apply(&Op::DeleteService(*key)).await
     }
 
     pub async fn destinations(&self, key: &ServiceKey) -> Result<Vec<ObservedDestination>, Error> {
@@ -239,10 +260,7 @@ impl IpvsClient {
     }
 
     pub async fn add_destination(&self, key: &ServiceKey, dest: &Destination) -> Result<(), Error> {
-        let object = Object::Destination(*key, dest.addr);
-        let msg = codec::destination_request(Cmd::NewDest, key, dest)
-            .map_err(with_object(object.clone()))?;
-        self.change(msg, object).await
+        self.apply(&Op::AddDestination(*key, *dest)).await
     }
 
     pub async fn edit_destination(
@@ -250,10 +268,7 @@ impl IpvsClient {
         key: &ServiceKey,
         dest: &Destination,
     ) -> Result<(), Error> {
-        let object = Object::Destination(*key, dest.addr);
-        let msg = codec::destination_request(Cmd::SetDest, key, dest)
-            .map_err(with_object(object.clone()))?;
-        self.change(msg, object).await
+        self.apply(&Op::EditDestination(*key, *dest)).await
     }
 
     pub async fn delete_destination(
@@ -261,11 +276,7 @@ impl IpvsClient {
         key: &ServiceKey,
         addr: SocketAddr,
     ) -> Result<(), Error> {
-        self.change(
-            codec::destination_delete_request(key, addr),
-            Object::Destination(*key, addr),
-        )
-        .await
+        self.apply(&Op::DeleteDestination(*key, addr)).await
     }
 
     /// Every service with its destinations: the kernel state a reconciler plans against.
@@ -282,13 +293,58 @@ impl IpvsClient {
 
     /// Applies one planned change.
     pub async fn apply(&self, op: &Op) -> Result<(), Error> {
-        match op {
-            Op::AddService(s) => self.add_service(s).await,
-            Op::EditService(s) => self.edit_service(s).await,
-            Op::DeleteService(k) => self.delete_service(k).await,
-            Op::AddDestination(k, d) => self.add_destination(k, d).await,
-            Op::EditDestination(k, d) => self.edit_destination(k, d).await,
-            Op::DeleteDestination(k, a) => self.delete_destination(k, *a).await,
+        let (object, msg) = op_request(op);
+        self.change(msg.map_err(with_object(object.clone()))?, object)
+            .await
+    }
+
+    /// Applies planned changes in order, [`BATCH`] per datagram, and returns
+    /// one result per op, in order. The kernel handles each on its own: a
+    /// refused op does not stop the later ones (an op that depends on it is
+    /// refused in turn, so callers hold dependent ops back themselves). When
+    /// the socket fails, the ops of that batch are reported failed (some may
+    /// have been applied: the next read shows which).
+    pub async fn apply_all(&self, ops: &[Op]) -> Vec<Result<(), Error>> {
+        let mut results = Vec::with_capacity(ops.len());
+        let mut batch = Vec::with_capacity(BATCH);
+        let mut pending = Vec::with_capacity(BATCH);
+        for op in ops {
+            let (object, msg) = op_request(op);
+            match msg {
+                // Not expressible: refused here, in place.
+                Err(invalid) => results.push(Err(with_object(object)(invalid))),
+                Ok(msg) => {
+                    pending.push((results.len(), object));
+                    // Placeholder until the batch is answered.
+                    results.push(Ok(()));
+                    batch.push(self.genl(msg));
+                }
+            }
+            if batch.len() == BATCH {
+                self.send_batch(std::mem::take(&mut batch), &mut pending, &mut results)
+                    .await;
+            }
+        }
+        self.send_batch(batch, &mut pending, &mut results).await;
+        results
+    }
+
+    /// Sends one batch and files its outcome under `pending`'s result slots.
+    async fn send_batch(
+        &self,
+        batch: Vec<GenlMessage<IpvsMessage>>,
+        pending: &mut Vec<(usize, Object)>,
+        results: &mut [Result<(), Error>],
+    ) {
+        if batch.is_empty() {
+            return;
+        }
+        let answered = self.socket.lock().await.batch(batch).await;
+        for (n, (slot, object)) in pending.drain(..).enumerate() {
+            results[slot] = match &answered {
+                Ok(replies) => refused(&object, replies[n].errno),
+                Err(e) => Err(connection_error(object, e)),
+            };
         }
     }
 

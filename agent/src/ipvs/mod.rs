@@ -2,7 +2,8 @@
 //!
 //! Layers, innermost first: [`model`] (plain data the reconciler works with),
 //! [`attrs`] (netlink attributes), [`message`] (the generic-netlink payload),
-//! [`codec`] (model <-> attributes, pure), [`client`] (the socket).
+//! [`codec`] (model <-> attributes, pure), [`socket`] (batched generic netlink),
+//! [`client`] (typed requests).
 //! On top, the dataplane: [`desired`] (config -> wanted services, pure), [`plan`]
 //! (wanted vs kernel -> ops, pure), [`reconcile`] (plan + apply against the kernel),
 //! [`sync`] (connection-sync daemons) and [`sysctl`] (the `net.ipv4.vs` settings).
@@ -18,6 +19,7 @@ pub mod message;
 pub mod model;
 pub mod plan;
 pub mod reconcile;
+mod socket;
 pub mod sync;
 pub mod sysctl;
 

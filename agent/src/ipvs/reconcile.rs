@@ -1,7 +1,7 @@
 //! One reconcile pass against the kernel: read the services in scope, plan, apply
-//! op by op, log each change. A failed op is logged with its object and left for
-//! the next pass; only the destinations of a service that could not be added are
-//! skipped, every other service goes on.
+//! in batches, log each change. A failed op is logged with its object and left
+//! for the next pass; only the destinations of a service that could not be added
+//! are skipped, every other service goes on.
 
 use std::collections::BTreeSet;
 
@@ -64,28 +64,49 @@ pub async fn reconcile_once(
     Ok(apply_plan(client, &plan(desired, &actual, scope)).await)
 }
 
-/// Applies planned ops in order, logging one line per change or failure.
+/// Applies planned ops, logging one line per change or failure. Ops go in
+/// batches ([`IpvsClient::apply_all`]), in two rounds so that a failed service
+/// add holds back its destinations: first every service op, then the
+/// destination ops of the services that exist. The plan's order is kept within
+/// each round; no service op depends on a destination op, so the split is safe.
 pub async fn apply_plan(client: &IpvsClient, ops: &[Op]) -> Report {
     let mut report = Report::default();
-    let mut not_added = BTreeSet::new();
-    for op in ops {
-        if not_added.contains(&op_key(op)) {
-            report.skipped += 1;
-            continue;
-        }
-        match client.apply(op).await {
+    let (service_ops, dest_ops): (Vec<Op>, Vec<Op>) = ops.iter().cloned().partition(|op| {
+        matches!(
+            op,
+            Op::AddService(_) | Op::EditService(_) | Op::DeleteService(_)
+        )
+    });
+    let results = client.apply_all(&service_ops).await;
+    record(&mut report, service_ops, results);
+    let not_added: BTreeSet<ServiceKey> = report
+        .failed
+        .iter()
+        .filter_map(|(op, _)| match op {
+            Op::AddService(s) => Some(s.key),
+            _ => None,
+        })
+        .collect();
+    let (skipped, dest_ops): (Vec<Op>, Vec<Op>) = dest_ops
+        .into_iter()
+        .partition(|op| not_added.contains(&op_key(op)));
+    report.skipped = skipped.len();
+    let results = client.apply_all(&dest_ops).await;
+    record(&mut report, dest_ops, results);
+    report
+}
+
+fn record(report: &mut Report, ops: Vec<Op>, results: Vec<Result<(), Error>>) {
+    for (op, result) in ops.into_iter().zip(results) {
+        match result {
             Ok(()) => {
                 info!("ipvs: {op}");
                 report.applied += 1;
             }
             Err(e) => {
                 error!("ipvs: cannot {op}: {e} (retrying at the next pass)");
-                if let Op::AddService(s) = op {
-                    not_added.insert(s.key);
-                }
-                report.failed.push((op.clone(), e));
+                report.failed.push((op, e));
             }
         }
     }
-    report
 }
