@@ -9,5 +9,6 @@ pub mod ipvs;
 pub mod membership;
 pub mod node;
 pub mod ownership;
+pub mod sim;
 pub mod vip;
 pub mod vrrp;

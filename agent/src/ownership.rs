@@ -13,7 +13,7 @@
 //!   best-ranked candidate takes it once it has been eligible for `preempt_delay`
 //!   (it waits for the best one rather than moving twice); without `preempt` never.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 /// A live member of the cluster as the membership layer sees it.
@@ -101,6 +101,33 @@ pub fn elect(
         owners,
         recheck_at_ms,
     }
+}
+
+/// Each owned group's heir: who gets it when its owner goes down, that is the
+/// election's winner over `members` without the owner (given the same `current`).
+/// Groups without owner, or whose heir would be nobody, are left out.
+///
+/// The heir of a group whose owner is gone takes it at once, whatever the preemption
+/// settings, so the result does not depend on the clock.
+pub fn heirs(
+    members: &[Member],
+    groups: &[GroupSpec],
+    current: &BTreeMap<String, String>,
+) -> BTreeMap<String, String> {
+    let owners: BTreeSet<&String> = current.values().collect();
+    let mut heirs = BTreeMap::new();
+    for owner in owners {
+        let rest: Vec<Member> = members.iter().filter(|m| m.id != *owner).cloned().collect();
+        let without = elect(&rest, groups, current, 0);
+        for (group, heir) in without.owners {
+            if current.get(&group) == Some(owner) {
+                if let Some(heir) = heir {
+                    heirs.insert(group, heir);
+                }
+            }
+        }
+    }
+    heirs
 }
 
 /// One group's owner among `eligible` (id → eligible since), given its eligible present

@@ -1,8 +1,8 @@
 //! The cluster runtime end to end: real `lvs-agent run` processes, one per network
-//! namespace, on one bridge (192.0.2.0/24, VIPs 198.51.100.x, no route out). State is
-//! read with `ip addr` in each namespace: every VIP must end up on exactly one node,
-//! the one the election picks. Polls with generous deadlines; asserts no timing.
-//! Needs root; skipped (with a message) otherwise.
+//! namespace, on one bridge (192.0.2.0/24 and 2001:db8::/64, VIPs 198.51.100.x and
+//! 2001:db8:100::10, no route out). State is read with `ip addr` in each namespace:
+//! every VIP must end up on exactly one node, the one the election picks. Polls with
+//! generous deadlines; asserts no timing. Needs root; skipped (with a message) otherwise.
 
 mod support;
 
@@ -16,6 +16,7 @@ use support::bridge_lab::{wait_for, Lab};
 
 const GROUPS: usize = 12;
 const NET: &str = "198.51.100.";
+const NET6: &str = "2001:db8:100:";
 /// Far above the few seconds convergence takes, for a loaded CI machine.
 const DEADLINE: Duration = Duration::from_secs(60);
 /// g1 prefers lb1 and waits this long before taking it back.
@@ -68,9 +69,9 @@ struct Files {
 
 /// Writes the key, the cluster part and node parts for nodes `1..=n`, each joining all
 /// the others.
-fn files(lab: &Lab, n: usize) -> Files {
+fn files(lab: &Lab, n: usize, cluster: &str) -> Files {
     lab.write("cluster.key", &"2a".repeat(32));
-    let cluster = lab.write("cluster.toml", &cluster_toml());
+    let cluster = lab.write("cluster.toml", cluster);
     let nodes = (1..=n)
         .map(|i| {
             let peers: Vec<usize> = (1..=n).filter(|&j| j != i).collect();
@@ -143,6 +144,52 @@ fn pad(mut layout: Vec<BTreeSet<IpAddr>>, len: usize) -> Vec<BTreeSet<IpAddr>> {
     layout
 }
 
+/// A VRRPv3 group of one address (IPv6 adverts go out from the link-local address).
+fn group_toml(name: &str, vrid: u8, address: &str) -> String {
+    format!(
+        "\n[[vip_group]]\nname = \"{name}\"\nvrrp_id = {vrid}\nversion = 3\nadvert_int = 0.2\n\
+         addresses = [\"{address}\"]\ngarp_master_delay = 0\n"
+    )
+}
+
+/// `group NAME owner ID held|not-held foreign ADDR|-` from `lvs-agent status`.
+fn group_line(status: &str, group: &str) -> Option<String> {
+    let prefix = format!("group {group} ");
+    status
+        .lines()
+        .find(|l| l.starts_with(&prefix))
+        .map(str::to_owned)
+}
+
+/// The nodes among `nodes` with an address of `net`.
+fn holders(lab: &Lab, nodes: &[usize], net: &str) -> Vec<usize> {
+    nodes
+        .iter()
+        .copied()
+        .filter(|&i| !lab.addrs_in(i, net).is_empty())
+        .collect()
+}
+
+/// The one node holding `group`'s addresses (of `net`) when every node in `nodes` names
+/// it as owner and none sees a foreign VRRP master.
+fn sole_owner(lab: &Lab, nodes: &[usize], group: &str, net: &str) -> Option<usize> {
+    let [holder] = holders(lab, nodes, net)[..] else {
+        return None;
+    };
+    let owner = format!("owner lb{holder} ");
+    nodes
+        .iter()
+        .all(|&i| {
+            group_line(&lab.status(i), group)
+                .is_some_and(|l| l.contains(&owner) && l.ends_with(" foreign -"))
+        })
+        .then_some(holder)
+}
+
+fn statuses(lab: &Lab, nodes: &[usize]) -> String {
+    nodes.iter().map(|&i| lab.status(i)).collect()
+}
+
 /// Waits until the nodes in `nodes` hold exactly the election's layout.
 fn converge(lab: &Lab, nodes: &[usize], what: &str) {
     let want = pad(expected(nodes), lab.nodes());
@@ -160,16 +207,20 @@ fn three_agents_converge_fail_over_and_take_back() {
     let Some(mut lab) = Lab::new("three", 3) else {
         return;
     };
-    let f = files(&lab, 3);
+    let f = files(&lab, 3, &cluster_toml());
     for i in 1..=3 {
         lab.start(i, &f.nodes[&i], &f.cluster);
     }
     converge(&lab, &[1, 2, 3], "3 agents at start");
 
-    let status = lab.agent_cli(&["status", "--socket", lab.socket(2).to_str().unwrap()]);
-    let text = String::from_utf8_lossy(&status.stdout);
-    assert!(status.status.success(), "status: {status:?}");
-    assert!(text.contains("group g1 owner lb1 not-held"), "{text}");
+    // lb2 learns g1's holder from its adverts or once the preempt delay has passed.
+    let status = wait_for(DEADLINE, || {
+        let text = lab.status(2);
+        text.contains("group g1 owner lb1 not-held").then_some(text)
+    });
+    let Some(text) = status else {
+        panic!("lb2 names lb1 as g1's owner: {}", lab.status(2));
+    };
     assert_eq!(text.matches(" live").count(), 3, "{text}");
 
     // A crash leaves lb1's VIPs on its interface; the survivors take its groups.
@@ -196,7 +247,7 @@ fn five_agents_converge_and_a_joined_sixth_takes_its_share() {
     let Some(mut lab) = Lab::new("join", 5) else {
         return;
     };
-    let f = files(&lab, 5);
+    let f = files(&lab, 5, &cluster_toml());
     for i in 1..=5 {
         lab.start(i, &f.nodes[&i], &f.cluster);
     }
@@ -235,7 +286,7 @@ fn a_partition_heals_to_one_owner_per_group() {
     let Some(mut lab) = Lab::new("split", 3) else {
         return;
     };
-    let f = files(&lab, 3);
+    let f = files(&lab, 3, &cluster_toml());
     for i in 1..=3 {
         lab.start(i, &f.nodes[&i], &f.cluster);
     }
@@ -272,4 +323,181 @@ fn a_partition_heals_to_one_owner_per_group() {
             lab.logs()
         );
     }
+}
+
+#[test]
+fn an_ipv6_group_has_one_holder_and_agents_are_no_foreign_masters() {
+    let Some(mut lab) = Lab::new("six", 3) else {
+        return;
+    };
+    let cluster = format!(
+        "[cluster]\nname = \"lab6\"\n{}",
+        group_toml("v6", 60, "2001:db8:100::10/64")
+    );
+    let f = files(&lab, 3, &cluster);
+    for i in 1..=3 {
+        lab.start(i, &f.nodes[&i], &f.cluster);
+    }
+    // The backups hear the owner's adverts from its link-local address: known from
+    // gossip, they are an agent's, never a foreign master's.
+    let all = [1, 2, 3];
+    let owner = wait_for(DEADLINE, || sole_owner(&lab, &all, "v6", NET6));
+    let Some(owner) = owner else {
+        panic!(
+            "one IPv6 owner: holders {:?}\n{}\n{}",
+            holders(&lab, &all, NET6),
+            statuses(&lab, &all),
+            lab.logs()
+        );
+    };
+    let status = lab.status(owner);
+    assert!(
+        group_line(&status, "v6").is_some_and(|l| l.contains(" held ")),
+        "{status}"
+    );
+
+    // The crashed owner keeps its VIP on its interface; one survivor takes the group.
+    lab.kill(owner);
+    let survivors: Vec<usize> = all.into_iter().filter(|&i| i != owner).collect();
+    let next = wait_for(DEADLINE, || sole_owner(&lab, &survivors, "v6", NET6));
+    assert!(
+        next.is_some(),
+        "after killing lb{owner}: holders {:?}\n{}\n{}",
+        holders(&lab, &survivors, NET6),
+        statuses(&lab, &survivors),
+        lab.logs()
+    );
+    // And it stays so.
+    for _ in 0..10 {
+        std::thread::sleep(Duration::from_millis(200));
+        assert_eq!(
+            sole_owner(&lab, &survivors, "v6", NET6),
+            next,
+            "{}\n{}",
+            statuses(&lab, &survivors),
+            lab.logs()
+        );
+    }
+}
+
+#[test]
+fn an_owner_losing_its_uplink_releases_and_rejoins() {
+    let Some(mut lab) = Lab::new("uplink", 3) else {
+        return;
+    };
+    let f = files(&lab, 3, &cluster_toml());
+    for i in 1..=3 {
+        lab.start(i, &f.nodes[&i], &f.cluster);
+    }
+    converge(&lab, &[1, 2, 3], "3 agents at start");
+    assert!(!expected(&[1, 2, 3])[0].is_empty(), "lb1 owns g1 at least");
+
+    // Cut off, lb1 gives its groups up; the others see it unreachable and take them.
+    lab.set_link(1, false);
+    let moved = wait_for(DEADLINE, || {
+        let gone = [2, 3]
+            .iter()
+            .all(|&i| lab.status(i).contains("member lb1 192.0.2.1:7946 down"));
+        (gone && lab.addrs_in(1, NET).is_empty() && every_vip_exactly_once(&layout(&lab, &[2, 3])))
+            .then_some(())
+    });
+    assert!(
+        moved.is_some(),
+        "lb1's uplink down: {:?}\n{}\n{}",
+        layout(&lab, &[1, 2, 3]),
+        statuses(&lab, &[2, 3]),
+        lab.logs()
+    );
+    assert!(
+        lab.log_text(1).contains("released: VIPs removed"),
+        "{}",
+        lab.logs()
+    );
+
+    lab.set_link(1, true);
+    converge(&lab, &[1, 2, 3], "lb1's uplink back");
+    let want = expected(&[1, 2, 3]);
+    for _ in 0..10 {
+        std::thread::sleep(Duration::from_millis(200));
+        assert_eq!(
+            layout(&lab, &[1, 2, 3]),
+            want,
+            "after the uplink came back\n{}",
+            lab.logs()
+        );
+    }
+}
+
+#[test]
+fn sighup_adds_a_group_and_a_broken_file_is_rejected() {
+    let Some(mut lab) = Lab::new("hup", 3) else {
+        return;
+    };
+    let f = files(&lab, 3, &cluster_toml());
+    for i in 1..=3 {
+        lab.start(i, &f.nodes[&i], &f.cluster);
+    }
+    let all = [1, 2, 3];
+    converge(&lab, &all, "3 agents at start");
+
+    let extra = vip(GROUPS + 1);
+    let with_extra = format!(
+        "{}{}",
+        cluster_toml(),
+        group_toml("extra", 60, &format!("{extra}/24"))
+    );
+    lab.write("cluster.toml", &with_extra);
+    all.iter().for_each(|&i| lab.signal(i, "HUP"));
+    let want = expected(&all);
+    let added = wait_for(DEADLINE, || {
+        let mut now = layout(&lab, &all);
+        let holders: Vec<usize> = all
+            .into_iter()
+            .filter(|&i| now[i - 1].contains(&extra))
+            .collect();
+        let [holder] = holders[..] else {
+            return None;
+        };
+        now[holder - 1].remove(&extra);
+        let owner = format!("owner lb{holder} ");
+        let agreed = all
+            .iter()
+            .all(|&i| group_line(&lab.status(i), "extra").is_some_and(|l| l.contains(&owner)));
+        (agreed && now == want).then_some(())
+    });
+    assert!(
+        added.is_some(),
+        "reloaded with a new group: {:?}\n{}\n{}",
+        layout(&lab, &all),
+        statuses(&lab, &all),
+        lab.logs()
+    );
+
+    // vrrp_id 0 is invalid: every agent keeps the running config and its VIPs.
+    let before = layout(&lab, &all);
+    lab.write(
+        "cluster.toml",
+        &format!(
+            "{with_extra}{}",
+            group_toml("broken", 0, "198.51.100.99/24")
+        ),
+    );
+    all.iter().for_each(|&i| lab.signal(i, "HUP"));
+    let rejected = wait_for(DEADLINE, || {
+        all.iter()
+            .all(|&i| lab.log_text(i).contains("reload rejected"))
+            .then_some(())
+    });
+    assert!(rejected.is_some(), "broken reload\n{}", lab.logs());
+    for _ in 0..10 {
+        std::thread::sleep(Duration::from_millis(200));
+        assert!(all.iter().all(|&i| lab.running(i)), "{}", lab.logs());
+        assert_eq!(
+            layout(&lab, &all),
+            before,
+            "after the broken reload\n{}",
+            lab.logs()
+        );
+    }
+    assert!(statuses(&lab, &all).contains("group extra owner"));
 }

@@ -346,3 +346,42 @@ async fn a_duplicate_syncid_is_reported() {
         assert!(node.handle.counters().conflicts >= 1);
     }
 }
+
+#[tokio::test]
+async fn a_heir_reports_its_owner_silent_once_heartbeats_stop() {
+    let nodes = cluster(2, |_| ring(97)).await;
+    let (owner, heir) = (&nodes[0].handle, &nodes[1].handle);
+    heir.set_heartbeats(BTreeSet::new(), ["lb1".to_owned()].into())
+        .await
+        .unwrap();
+    owner
+        .set_heartbeats([heir.addr()].into(), BTreeSet::new())
+        .await
+        .unwrap();
+    eventually("heartbeats heard", Duration::from_secs(10), || async {
+        heir.counters().heartbeats_received >= 3
+    })
+    .await;
+    assert!(heir.silent_peers().borrow().is_empty());
+    assert!(owner.counters().heartbeats_sent >= 3);
+    assert_eq!(heir.counters().dropped_bad_payload, 0);
+
+    owner.stop().await.unwrap();
+    let mut silent = heir.silent_peers();
+    timeout(
+        Duration::from_secs(10),
+        silent.wait_for(|s| s.contains("lb1")),
+    )
+    .await
+    .expect("the owner reported silent")
+    .unwrap();
+
+    // No longer expected: no longer silent.
+    heir.set_heartbeats(BTreeSet::new(), BTreeSet::new())
+        .await
+        .unwrap();
+    timeout(Duration::from_secs(10), silent.wait_for(BTreeSet::is_empty))
+        .await
+        .expect("an unwatched peer is not silent")
+        .unwrap();
+}

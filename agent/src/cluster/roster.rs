@@ -11,8 +11,16 @@ use crate::ownership::Member;
 pub struct Peer {
     pub addr: SocketAddr,
     pub drain: bool,
+    /// Addresses its VRRP adverts come from (the gossip IP is one too).
+    pub vrrp_sources: Vec<IpAddr>,
     /// When this node saw it come up (its clock, ms): the election's `eligible_since_ms`.
     pub since_ms: u64,
+}
+
+impl Peer {
+    fn sends_vrrp_from(&self, addr: IpAddr) -> bool {
+        self.addr.ip() == addr || self.vrrp_sources.contains(&addr)
+    }
 }
 
 /// Live peers by node id, and every address an agent was ever seen at.
@@ -21,14 +29,19 @@ pub struct Roster {
     live: BTreeMap<String, Peer>,
     /// VRRP from these addresses comes from agents (live or not), never from a foreign
     /// router: keeping the down ones stops a healing partition looking like keepalived.
+    /// Gossip IPs and every published VRRP source (IPv6 adverts come from link-locals).
     agents: BTreeSet<IpAddr>,
 }
 
 impl Roster {
-    pub fn new(own: IpAddr, seeds: impl IntoIterator<Item = IpAddr>) -> Self {
+    /// `own`: this node's gossip IP and VRRP sources; `seeds`: its join peers' IPs.
+    pub fn new(
+        own: impl IntoIterator<Item = IpAddr>,
+        seeds: impl IntoIterator<Item = IpAddr>,
+    ) -> Self {
         Roster {
             live: BTreeMap::new(),
-            agents: std::iter::once(own).chain(seeds).collect(),
+            agents: own.into_iter().chain(seeds).collect(),
         }
     }
 
@@ -36,7 +49,7 @@ impl Roster {
     pub fn apply(&mut self, event: &MembershipEvent, now_ms: u64) -> bool {
         match event {
             MembershipEvent::MemberUp(m) => {
-                self.agents.insert(m.addr.ip());
+                self.learn_sources(m);
                 self.live.insert(m.node_id.clone(), peer(m, now_ms));
                 true
             }
@@ -49,17 +62,27 @@ impl Roster {
                 }
                 same
             }
-            MembershipEvent::MetaChanged { after, .. } => match self.live.get_mut(&after.node_id) {
-                Some(p) if p.drain != after.drain => {
-                    p.drain = after.drain;
-                    // Undrained now: eligible from now on, like a node that just came up.
-                    p.since_ms = now_ms;
-                    true
+            MembershipEvent::MetaChanged { after, .. } => {
+                self.learn_sources(after);
+                let Some(p) = self.live.get_mut(&after.node_id) else {
+                    return false;
+                };
+                p.vrrp_sources.clone_from(&after.vrrp_sources);
+                if p.drain == after.drain {
+                    return false;
                 }
-                _ => false,
-            },
+                p.drain = after.drain;
+                // Undrained now: eligible from now on, like a node that just came up.
+                p.since_ms = now_ms;
+                true
+            }
             MembershipEvent::Conflict(_) => false,
         }
+    }
+
+    fn learn_sources(&mut self, m: &MemberInfo) {
+        self.agents.insert(m.addr.ip());
+        self.agents.extend(m.vrrp_sources.iter().copied());
     }
 
     /// The election's members: the live peers plus this node.
@@ -77,15 +100,19 @@ impl Roster {
         std::iter::once(me).chain(peers).collect()
     }
 
+    pub fn has_live_peers(&self) -> bool {
+        !self.live.is_empty()
+    }
+
     pub fn is_agent(&self, addr: IpAddr) -> bool {
         self.agents.contains(&addr)
     }
 
-    /// The node id of the live peer at `addr`.
+    /// The node id of the live peer sending VRRP from `addr`.
     pub fn live_at(&self, addr: IpAddr) -> Option<&str> {
         self.live
             .iter()
-            .find(|(_, p)| p.addr.ip() == addr)
+            .find(|(_, p)| p.sends_vrrp_from(addr))
             .map(|(id, _)| id.as_str())
     }
 
@@ -99,6 +126,7 @@ fn peer(m: &MemberInfo, now_ms: u64) -> Peer {
     Peer {
         addr: m.addr,
         drain: m.drain,
+        vrrp_sources: m.vrrp_sources.clone(),
         since_ms: now_ms,
     }
 }
@@ -115,15 +143,20 @@ mod tests {
             syncid: last,
             drain,
             version: "0".into(),
+            vrrp_sources: vec![link_local(last)],
             incarnation: 1,
             state: MemberState::Alive,
             local: false,
         }
     }
 
+    fn link_local(last: u8) -> IpAddr {
+        format!("fe80::{last}").parse().unwrap()
+    }
+
     #[test]
     fn up_down_drain_and_restart() {
-        let mut r = Roster::new("192.0.2.1".parse().unwrap(), []);
+        let mut r = Roster::new(["192.0.2.1".parse().unwrap()], []);
         assert!(r.apply(&MembershipEvent::MemberUp(info("lb2", 2, false)), 10));
         assert_eq!(r.live_at("192.0.2.2".parse().unwrap()), Some("lb2"));
         let drained = MembershipEvent::MetaChanged {
@@ -144,5 +177,35 @@ mod tests {
         // Down agents stay known as agents.
         assert!(r.is_agent("192.0.2.2".parse().unwrap()));
         assert_eq!(r.live_at("192.0.2.2".parse().unwrap()), None);
+    }
+
+    #[test]
+    fn agents_are_recognised_by_any_published_vrrp_source() {
+        let own = link_local(1);
+        let mut r = Roster::new(["192.0.2.1".parse().unwrap(), own], []);
+        assert!(r.is_agent(own));
+        assert!(!r.is_agent(link_local(2)), "unknown before gossip says so");
+
+        r.apply(&MembershipEvent::MemberUp(info("lb2", 2, false)), 10);
+        assert!(r.is_agent(link_local(2)));
+        assert_eq!(r.live_at(link_local(2)), Some("lb2"));
+        assert_eq!(r.live_at(link_local(3)), None);
+
+        // A new link-local (interface re-created) arrives as a metadata change.
+        let mut moved = info("lb2", 2, false);
+        moved.vrrp_sources = vec![link_local(9)];
+        let changed = MembershipEvent::MetaChanged {
+            before: info("lb2", 2, false),
+            after: moved,
+        };
+        assert!(!r.apply(&changed, 20), "sources do not change the election");
+        assert_eq!(r.live_at(link_local(9)), Some("lb2"));
+        assert_eq!(r.live_at(link_local(2)), None);
+        assert_eq!(r.live()["lb2"].since_ms, 10);
+
+        // Down, it stays an agent by every address it published.
+        r.apply(&MembershipEvent::MemberDown(info("lb2", 2, false)), 30);
+        assert_eq!(r.live_at(link_local(9)), None);
+        assert!(r.is_agent(link_local(2)) && r.is_agent(link_local(9)));
     }
 }

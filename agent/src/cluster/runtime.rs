@@ -54,6 +54,9 @@ pub(super) struct Runtime {
     start: Instant,
     /// Until then (ms since start) nothing is acquired; see `Blockers::settling`.
     settle_at_ms: u64,
+    /// How long to settle with no peer heard (0 without join peers): at start, and
+    /// when the uplink comes back with every peer lost behind it.
+    settle_ms: u64,
     owners: BTreeMap<String, Option<String>>,
     recheck_at_ms: Option<u64>,
     foreign: BTreeMap<String, Foreign>,
@@ -112,6 +115,36 @@ fn ms(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
+/// The address families (true = IPv6) of the groups on each VIP interface.
+fn families(node: &NodeConfig, cluster: &ClusterConfig) -> BTreeMap<String, BTreeSet<bool>> {
+    let mut families: BTreeMap<String, BTreeSet<bool>> = BTreeMap::new();
+    for g in &cluster.vip_groups {
+        let v6 = g.addresses.first().is_some_and(|a| a.addr.is_ipv6());
+        families
+            .entry(g.interface_or(&node.interface).to_owned())
+            .or_default()
+            .insert(v6);
+    }
+    families
+}
+
+async fn open_uplinks(
+    addrs: &AddrControl,
+    node: &NodeConfig,
+    cluster: &ClusterConfig,
+    events: &mpsc::Sender<UplinkEvent>,
+) -> anyhow::Result<BTreeMap<String, Uplink>> {
+    let mut uplinks = BTreeMap::new();
+    for (name, families) in families(node, cluster) {
+        let v4_source = (name == node.interface).then_some(node.address);
+        let uplink = Uplink::open(addrs, &name, v4_source, &families, events.clone())
+            .await
+            .with_context(|| format!("interface {name}"))?;
+        uplinks.insert(name, uplink);
+    }
+    Ok(uplinks)
+}
+
 impl Runtime {
     pub(super) async fn start(
         node: NodeConfig,
@@ -123,28 +156,40 @@ impl Runtime {
         mpsc::Receiver<UplinkEvent>,
     )> {
         let seeds = resolve(&node.join).await?;
+        let addrs = AddrControl::connect()?;
+        let (uplink_tx, uplink_events) = mpsc::channel(256);
+        // Before membership: the VRRP sources are published with it.
+        let uplinks = open_uplinks(&addrs, &node, &cluster, &uplink_tx).await?;
+        let vrrp_sources: Vec<IpAddr> = uplinks
+            .values()
+            .flat_map(|u| [&u.v4, &u.v6])
+            .flatten()
+            .map(|socket| socket.source())
+            .collect();
         let mut mc = MembershipConfig::new(node.id.as_str(), node.gossip_addr(), keyring(&node)?);
         mc.syncid = node.syncid;
+        mc.vrrp_sources = vrrp_sources.clone();
         mc.join = seeds.clone();
         mc.swim = swim_config(node.gossip_probe_period);
         mc.join_retry = node.gossip_probe_period * 5;
         let (membership, member_events) = membership::start(mc).await?;
 
-        let addrs = AddrControl::connect()?;
-        let (uplink_tx, uplink_events) = mpsc::channel(256);
+        let settle_ms = if seeds.is_empty() {
+            0
+        } else {
+            ms(node.gossip_probe_period * 10)
+        };
+        let own = std::iter::once(node.address).chain(vrrp_sources);
         let mut runtime = Runtime {
-            roster: Roster::new(node.address, seeds.iter().map(SocketAddr::ip)),
+            roster: Roster::new(own, seeds.iter().map(SocketAddr::ip)),
             specs: decide::group_specs(&cluster),
-            settle_at_ms: if seeds.is_empty() {
-                0
-            } else {
-                ms(node.gossip_probe_period * 10)
-            },
+            settle_at_ms: settle_ms,
+            settle_ms,
             node,
             cluster,
             membership,
             addrs,
-            uplinks: BTreeMap::new(),
+            uplinks,
             start: Instant::now(),
             owners: BTreeMap::new(),
             recheck_at_ms: None,
@@ -155,28 +200,8 @@ impl Runtime {
             dropped: BTreeMap::new(),
             owns_any,
         };
-        runtime.open_uplinks(uplink_tx).await?;
         runtime.remove_stale_vips().await;
         Ok((runtime, member_events, uplink_events))
-    }
-
-    async fn open_uplinks(&mut self, events: mpsc::Sender<UplinkEvent>) -> anyhow::Result<()> {
-        let mut families: BTreeMap<String, BTreeSet<bool>> = BTreeMap::new();
-        for g in &self.cluster.vip_groups {
-            let v6 = g.addresses.first().is_some_and(|a| a.addr.is_ipv6());
-            families
-                .entry(g.interface_or(&self.node.interface).to_owned())
-                .or_default()
-                .insert(v6);
-        }
-        for (name, families) in families {
-            let v4_source = (name == self.node.interface).then_some(self.node.address);
-            let uplink = Uplink::open(&self.addrs, &name, v4_source, &families, events.clone())
-                .await
-                .with_context(|| format!("interface {name}"))?;
-            self.uplinks.insert(name, uplink);
-        }
-        Ok(())
     }
 
     /// Crash recovery: nothing is held at start, so every configured VIP found on an
@@ -279,19 +304,32 @@ impl Runtime {
             self.settle_at_ms = self.settle_at_ms.min(soon);
         }
         self.roster.apply(&event, now);
+        // Adverts heard before gossip named their sender (an IPv6 link-local) were
+        // taken for a foreign router's: an agent's never hold a group back.
+        let roster = &self.roster;
+        self.foreign.retain(|name, f| {
+            let foreign = !roster.is_agent(f.addr);
+            if !foreign {
+                debug!(group = %name, master = %f.addr, "the VRRP master is an agent");
+            }
+            foreign
+        });
     }
 
     fn reload(&mut self, cluster: ClusterConfig) {
-        let known: BTreeSet<&str> = self.uplinks.keys().map(String::as_str).collect();
-        let new_interface = cluster
-            .vip_groups
-            .iter()
-            .map(|g| g.interface_or(&self.node.interface))
-            .find(|i| !known.contains(i));
-        if let Some(name) = new_interface {
+        // Sockets are opened, and their sources published, at start only.
+        let unopened = families(&self.node, &cluster)
+            .into_iter()
+            .find(|(name, f)| {
+                !self
+                    .uplinks
+                    .get(name)
+                    .is_some_and(|u| f.is_subset(&u.families))
+            });
+        if let Some((name, _)) = unopened {
             warn!(
                 interface = name,
-                "config reload: a new VIP interface needs a restart; reload ignored"
+                "config reload: a new VIP interface or address family needs a restart; reload ignored"
             );
             return;
         }
@@ -302,11 +340,25 @@ impl Runtime {
 
     async fn on_link(&mut self, name: &str, event: LinkEvent) {
         let up = matches!(event, LinkEvent::State(s) if s.is_up());
-        if let Some(uplink) = self.uplinks.get_mut(name) {
-            if uplink.up != up {
-                info!(interface = name, up, "uplink state");
-            }
-            uplink.up = up;
+        let Some(uplink) = self.uplinks.get_mut(name) else {
+            return;
+        };
+        if uplink.up == up {
+            return;
+        }
+        info!(interface = name, up, "uplink state");
+        uplink.up = up;
+        if up {
+            // While cut off, this node's view went stale (peers it lost gave it their
+            // groups; they took its own): let gossip correct it before holding anything.
+            // With no live peer left, wait as at start.
+            let settle = if self.roster.has_live_peers() {
+                ms(self.node.gossip_probe_period * 2)
+            } else {
+                self.settle_ms
+            };
+            let now = self.now_ms();
+            self.settle_at_ms = self.settle_at_ms.max(now + settle);
         }
     }
 

@@ -26,6 +26,8 @@ pub struct Uplink {
     pub announcer: Arc<Announcer>,
     pub v4: Option<Arc<VrrpSocket>>,
     pub v6: Option<Arc<VrrpSocket>>,
+    /// The address families (true = IPv6) VRRP was asked for at start.
+    pub families: BTreeSet<bool>,
     tasks: Vec<JoinHandle<()>>,
 }
 
@@ -103,6 +105,7 @@ impl Uplink {
             announcer,
             v4,
             v6,
+            families: families.clone(),
             tasks,
         })
     }

@@ -68,9 +68,23 @@ pub struct NodeConfig {
     /// scales with it, so a lab can run at a fraction of the LAN preset's 1 s.
     #[serde(default = "de::secs::<1>", deserialize_with = "de::seconds")]
     pub gossip_probe_period: Duration,
+    /// How often the owner of VIP groups sends a heartbeat to each of their heirs.
+    #[serde(
+        default = "default_heartbeat_interval",
+        deserialize_with = "de::seconds"
+    )]
+    pub heartbeat_interval: Duration,
+    /// Heartbeat silence after which a heir takes its owner's groups without waiting
+    /// for SWIM; unset = 3 x `heartbeat_interval`.
+    #[serde(default, deserialize_with = "de::opt_seconds")]
+    pub heartbeat_timeout: Option<Duration>,
     /// Root-only Unix socket for local commands (`lvs-agent join`, `lvs-agent status`).
     #[serde(default = "default_control_socket")]
     pub control_socket: PathBuf,
+}
+
+fn default_heartbeat_interval() -> Duration {
+    Duration::from_millis(100)
 }
 
 fn default_control_socket() -> PathBuf {
@@ -84,6 +98,11 @@ impl NodeConfig {
     pub fn gossip_addr(&self) -> SocketAddr {
         self.gossip_listen
             .unwrap_or(SocketAddr::new(self.address, DEFAULT_GOSSIP_PORT))
+    }
+
+    pub fn heartbeat_timeout(&self) -> Duration {
+        self.heartbeat_timeout
+            .unwrap_or(self.heartbeat_interval * 3)
     }
 
     pub fn control_addr(&self) -> SocketAddr {

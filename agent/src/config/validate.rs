@@ -100,6 +100,19 @@ fn check_node(r: &mut Report, node: &NodeConfig) {
     if node.gossip_probe_period < Duration::from_millis(10) {
         r.err("node.gossip_probe_period", "must be at least 0.01 seconds");
     }
+    if node.heartbeat_interval < Duration::from_millis(10) {
+        r.err("node.heartbeat_interval", "must be at least 0.01 seconds");
+    }
+    if node.heartbeat_timeout() <= node.heartbeat_interval {
+        r.err(
+            "node.heartbeat_timeout",
+            format!(
+                "{:?} must be above heartbeat_interval ({:?})",
+                node.heartbeat_timeout(),
+                node.heartbeat_interval
+            ),
+        );
+    }
     if node.control_socket.as_os_str().is_empty() {
         r.err("node.control_socket", "empty path");
     }

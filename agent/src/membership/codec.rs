@@ -3,7 +3,7 @@
 //! Each header and member is written length-delimited so foca can read one
 //! item and continue with the next from the same buffer.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 
 use bytes::{Buf, BufMut};
 use foca::{Header, Member, Message, State};
@@ -25,6 +25,8 @@ pub enum CodecError {
     Missing(&'static str),
     #[error("gossip field {field}: {value:?} is not an ip:port address")]
     Addr { field: &'static str, value: String },
+    #[error("gossip field {field}.vrrp_sources: {value:?} is not an IP address")]
+    VrrpSource { field: &'static str, value: String },
     #[error("gossip field {field}: {value} is out of range")]
     OutOfRange { field: &'static str, value: u64 },
 }
@@ -72,6 +74,12 @@ fn identity_to_proto(id: &NodeIdentity) -> GossipIdentity {
         syncid: id.meta.syncid.into(),
         drain: id.meta.drain,
         software_version: id.meta.version.clone(),
+        vrrp_sources: id
+            .meta
+            .vrrp_sources
+            .iter()
+            .map(ToString::to_string)
+            .collect(),
     }
 }
 
@@ -84,6 +92,15 @@ fn identity_from_proto(
         field,
         value: id.gossip_addr.clone(),
     })?;
+    let vrrp_sources = id
+        .vrrp_sources
+        .into_iter()
+        .map(|value| {
+            value
+                .parse::<IpAddr>()
+                .map_err(|_| CodecError::VrrpSource { field, value })
+        })
+        .collect::<Result<_, _>>()?;
     Ok(NodeIdentity {
         node_id: id.node_id,
         addr,
@@ -93,6 +110,7 @@ fn identity_from_proto(
             syncid: narrow(id.syncid, field)?,
             drain: id.drain,
             version: id.software_version,
+            vrrp_sources,
         },
     })
 }
@@ -341,6 +359,12 @@ mod tests {
         assert!(member_from_proto(proto.clone()).is_err());
 
         proto.id.as_mut().unwrap().syncid = 1;
+        proto.id.as_mut().unwrap().vrrp_sources = vec!["fe80::1%eth0".into()];
+        let err = member_from_proto(proto.clone()).unwrap_err().to_string();
+        assert!(err.contains("GossipMember.id.vrrp_sources"), "{err}");
+        assert!(err.contains("fe80::1%eth0"), "{err}");
+
+        proto.id.as_mut().unwrap().vrrp_sources.clear();
         proto.state = 0;
         assert!(member_from_proto(proto).is_err());
     }
@@ -356,13 +380,20 @@ mod tests {
             syncid in any::<u8>(),
             drain in any::<bool>(),
             version in "\\PC{0,12}",
+            v4_sources in proptest::collection::vec(any::<[u8; 4]>(), 0..3),
+            v6_sources in proptest::collection::vec(any::<[u8; 16]>(), 0..3),
         ) {
+            let vrrp_sources = v4_sources
+                .into_iter()
+                .map(IpAddr::from)
+                .chain(v6_sources.into_iter().map(IpAddr::from))
+                .collect();
             let id = NodeIdentity {
                 node_id,
                 addr: SocketAddr::from((ip, port)),
                 incarnation,
                 revision,
-                meta: NodeMeta { syncid, drain, version },
+                meta: NodeMeta { syncid, drain, version, vrrp_sources },
             };
             let back = identity_from_proto(Some(identity_to_proto(&id)), "test").unwrap();
             prop_assert_eq!(back, id);

@@ -23,6 +23,11 @@ pub struct MembershipCounters {
     pub conflicts: u64,
     /// Events lost because the event receiver was full.
     pub events_dropped: u64,
+    /// Owner-to-heir heartbeats sent (one per target) and accepted.
+    pub heartbeats_sent: u64,
+    pub heartbeats_received: u64,
+    /// Authentic heartbeats not newer than the last from their sender (replayed).
+    pub heartbeats_stale: u64,
 }
 
 #[derive(Debug, Default)]
@@ -36,6 +41,9 @@ pub(super) struct Counters {
     send_errors: AtomicU64,
     conflicts: AtomicU64,
     events_dropped: AtomicU64,
+    heartbeats_sent: AtomicU64,
+    heartbeats_received: AtomicU64,
+    heartbeats_stale: AtomicU64,
 }
 
 impl Counters {
@@ -72,6 +80,19 @@ impl Counters {
         self.events_dropped.fetch_add(1, Relaxed);
     }
 
+    pub fn heartbeat_sent(&self) {
+        self.heartbeats_sent.fetch_add(1, Relaxed);
+    }
+
+    pub fn heartbeat_received(&self, fresh: bool) {
+        if fresh {
+            &self.heartbeats_received
+        } else {
+            &self.heartbeats_stale
+        }
+        .fetch_add(1, Relaxed);
+    }
+
     pub fn snapshot(&self) -> MembershipCounters {
         MembershipCounters {
             datagrams_received: self.received.load(Relaxed),
@@ -83,6 +104,9 @@ impl Counters {
             send_errors: self.send_errors.load(Relaxed),
             conflicts: self.conflicts.load(Relaxed),
             events_dropped: self.events_dropped.load(Relaxed),
+            heartbeats_sent: self.heartbeats_sent.load(Relaxed),
+            heartbeats_received: self.heartbeats_received.load(Relaxed),
+            heartbeats_stale: self.heartbeats_stale.load(Relaxed),
         }
     }
 }

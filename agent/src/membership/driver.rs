@@ -4,7 +4,7 @@
 
 use std::{
     cmp::Reverse,
-    collections::{binary_heap::PeekMut, BinaryHeap},
+    collections::{binary_heap::PeekMut, BTreeSet, BinaryHeap},
     net::SocketAddr,
     sync::Arc,
     time::Duration,
@@ -14,7 +14,7 @@ use foca::{AccumulatingRuntime, Foca, NoCustomBroadcast, OwnedNotification, Time
 use rand::rngs::StdRng;
 use tokio::{
     net::UdpSocket,
-    sync::{mpsc, oneshot},
+    sync::{mpsc, oneshot, watch},
     time::{Instant, MissedTickBehavior},
 };
 use tracing::{debug, error, info, warn};
@@ -24,6 +24,7 @@ use super::{
     conflict::{Conflict, ConflictDetector},
     counters::Counters,
     events::{diff, LiveSet, MemberInfo, MemberState, MembershipEvent},
+    heartbeat::{self, Heard, Heartbeats},
     identity::NodeIdentity,
     keyring::KeyRing,
 };
@@ -36,6 +37,11 @@ pub(super) enum Command {
     Join(Vec<SocketAddr>),
     SetDrain(bool, oneshot::Sender<()>),
     Members(oneshot::Sender<Vec<MemberInfo>>),
+    /// Beacon to these heirs; listen to these owners.
+    SetHeartbeats {
+        send_to: BTreeSet<SocketAddr>,
+        expect_from: BTreeSet<String>,
+    },
     Leave(oneshot::Sender<()>),
     Stop(oneshot::Sender<()>),
 }
@@ -57,6 +63,9 @@ pub(super) struct Driver {
     pub(super) events: mpsc::Sender<MembershipEvent>,
     pub(super) live: LiveSet,
     pub(super) conflicts: ConflictDetector,
+    pub(super) heartbeats: Heartbeats,
+    /// Watched peers gone silent, as last published to handles.
+    pub(super) silent: watch::Sender<BTreeSet<String>>,
 }
 
 /// One wake-up of the task.
@@ -65,6 +74,7 @@ enum Step {
     Datagram(std::io::Result<(usize, SocketAddr)>),
     Timers,
     RetryJoin,
+    Heartbeat,
 }
 
 impl Driver {
@@ -74,11 +84,13 @@ impl Driver {
         retry.set_missed_tick_behavior(MissedTickBehavior::Delay);
         let finished = loop {
             let next_timer = self.timers.peek().map(|Reverse((at, _))| *at);
+            let next_heartbeat = self.heartbeats.next_wake(Instant::now());
             let step = tokio::select! {
                 command = commands.recv() => Step::Command(command),
                 received = self.socket.recv_from(&mut buf) => Step::Datagram(received),
                 () = sleep_until(next_timer) => Step::Timers,
                 _ = retry.tick() => Step::RetryJoin,
+                () = sleep_until(next_heartbeat) => Step::Heartbeat,
             };
             match step {
                 Step::Command(None) => break None,
@@ -99,6 +111,14 @@ impl Driver {
                 Step::Command(Some(Command::Members(reply))) => {
                     let _ = reply.send(self.members());
                 }
+                Step::Command(Some(Command::SetHeartbeats {
+                    send_to,
+                    expect_from,
+                })) => {
+                    self.heartbeats.set_targets(&send_to, Instant::now());
+                    self.heartbeats.watch(&expect_from);
+                    self.send_heartbeats().await;
+                }
                 Step::Datagram(Ok((len, from))) => self.receive(&buf[..len], from),
                 Step::Datagram(Err(e)) => warn!(error = %e, "gossip socket receive"),
                 Step::Timers => self.fire_due_timers(),
@@ -107,8 +127,10 @@ impl Driver {
                         self.announce_to_seeds();
                     }
                 }
+                Step::Heartbeat => self.send_heartbeats().await,
             }
             self.flush().await;
+            self.publish_silence();
         };
         // Close the socket before confirming, so a caller may rebind the port.
         drop(self);
@@ -171,6 +193,19 @@ impl Driver {
                 return;
             }
         };
+        match heartbeat::decode(&plaintext) {
+            None => {}
+            Some(Ok(beacon)) => {
+                let heard = self.heartbeats.receive(&beacon, Instant::now());
+                self.counters.heartbeat_received(heard == Heard::Fresh);
+                return;
+            }
+            Some(Err(e)) => {
+                self.counters.bad_payload();
+                debug!(%from, error = %e, "dropped heartbeat");
+                return;
+            }
+        }
         if let Some(conflict) =
             peek_sender(&plaintext).and_then(|src| self.conflicts.observe_sender(&src))
         {
@@ -180,6 +215,40 @@ impl Driver {
             self.counters.bad_payload();
             debug!(%from, error = %e, "dropped gossip packet");
         }
+    }
+
+    async fn send_heartbeats(&mut self) {
+        let Some((beacon, targets)) = self.heartbeats.due(Instant::now()) else {
+            return;
+        };
+        let plaintext = heartbeat::encode(&beacon);
+        for to in targets {
+            // Sealed per datagram: every one needs a fresh nonce.
+            match self.socket.send_to(&self.keys.seal(&plaintext), to).await {
+                Ok(_) => self.counters.heartbeat_sent(),
+                Err(e) => {
+                    self.counters.send_error();
+                    debug!(%to, error = %e, "heartbeat send");
+                }
+            }
+        }
+    }
+
+    fn publish_silence(&mut self) {
+        let silent = self.heartbeats.silent(Instant::now());
+        self.silent.send_if_modified(|published| {
+            if *published == silent {
+                return false;
+            }
+            for peer in silent.difference(published) {
+                warn!(%peer, "heartbeats: peer silent");
+            }
+            for peer in published.difference(&silent) {
+                info!(%peer, "heartbeats: peer heard again or no longer watched");
+            }
+            *published = silent;
+            true
+        });
     }
 
     fn fire_due_timers(&mut self) {

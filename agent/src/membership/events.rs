@@ -1,7 +1,10 @@
 //! What the membership layer reports: member snapshots and change events,
 //! derived by diffing foca's live member set before and after each step.
 
-use std::{collections::BTreeMap, net::SocketAddr};
+use std::{
+    collections::BTreeMap,
+    net::{IpAddr, SocketAddr},
+};
 
 use foca::{Member, State};
 
@@ -33,6 +36,8 @@ pub struct MemberInfo {
     pub syncid: u8,
     pub drain: bool,
     pub version: String,
+    /// Addresses its VRRP adverts come from.
+    pub vrrp_sources: Vec<IpAddr>,
     pub incarnation: u64,
     pub state: MemberState,
     /// This is the local node.
@@ -47,6 +52,7 @@ impl MemberInfo {
             syncid: id.meta.syncid,
             drain: id.meta.drain,
             version: id.meta.version.clone(),
+            vrrp_sources: id.meta.vrrp_sources.clone(),
             incarnation: id.incarnation,
             state,
             local,
@@ -64,7 +70,7 @@ pub enum MembershipEvent {
     MemberUp(MemberInfo),
     /// A member left, was declared down, or was replaced by its next life.
     MemberDown(MemberInfo),
-    /// A live member changed its syncid, drain flag or version.
+    /// A live member changed its syncid, drain flag, version or VRRP sources.
     MetaChanged {
         before: MemberInfo,
         after: MemberInfo,

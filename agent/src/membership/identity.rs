@@ -1,6 +1,6 @@
 //! Who a member is: the foca `Identity` of an lvs-agent director.
 //!
-//! Metadata (syncid, drain, software version) lives inside the identity rather
+//! Metadata (syncid, drain, software version, VRRP sources) lives inside the identity rather
 //! than in foca custom broadcasts: a member is then never known as up without
 //! its metadata (the ownership election needs the syncid the moment a node
 //! appears), late joiners get it from the ordinary membership feed, and foca's
@@ -9,7 +9,7 @@
 //! `revision`; it is rare (drain, upgrade), so the extra bytes per message are
 //! cheap on a LAN.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 
 /// Metadata a director publishes with its membership.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -20,6 +20,10 @@ pub struct NodeMeta {
     pub drain: bool,
     /// lvs-agent software version.
     pub version: String,
+    /// Addresses this node sends VRRP adverts from (IPv4 source, IPv6 link-locals), so
+    /// peers tell its adverts from a foreign router's. Last, so that in the precedence
+    /// tie-break a copy relayed by an agent that drops the field loses (see the proto).
+    pub vrrp_sources: Vec<IpAddr>,
 }
 
 /// The identity of one life of one director.
@@ -52,6 +56,7 @@ impl NodeIdentity {
                 syncid: 0,
                 drain: false,
                 version: String::new(),
+                vrrp_sources: Vec::new(),
             },
         }
     }
@@ -96,6 +101,10 @@ pub(crate) fn test_identity(node_id: &str, port: u16, incarnation: u64) -> NodeI
             syncid: 1,
             drain: false,
             version: "0.1.0".to_owned(),
+            vrrp_sources: vec![
+                IpAddr::from([127, 0, 0, 1]),
+                "fe80::1".parse().expect("an IPv6 literal"),
+            ],
         },
     }
 }
@@ -124,5 +133,14 @@ mod tests {
         let mut b = a.clone();
         b.meta.drain = true;
         assert_ne!(a.win_addr_conflict(&b), b.win_addr_conflict(&a));
+    }
+
+    #[test]
+    fn a_copy_relayed_without_vrrp_sources_loses() {
+        let full = test_identity("lb1", 7946, 100);
+        let mut stripped = full.clone();
+        stripped.meta.vrrp_sources.clear();
+        assert!(full.win_addr_conflict(&stripped));
+        assert!(!stripped.win_addr_conflict(&full));
     }
 }

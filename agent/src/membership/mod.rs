@@ -13,19 +13,25 @@
 //! 10 members). A crashed member is typically declared down after about
 //! `probe_period + suspect_to_down_after` (5 s); [`failure_detection_bound`]
 //! gives the worst case (10 s with 3 members, 14 s with 5).
+//!
+//! Fast path (`heartbeat`): beside SWIM, the owner of VIP groups beacons to their heirs
+//! every `heartbeat_interval` (100 ms); a heir reports an owner it stops hearing for
+//! `heartbeat_timeout` (300 ms) as silent ([`MembershipHandle::silent_peers`]), so the
+//! cluster can move groups long before SWIM declares the owner down.
 
 mod codec;
 mod conflict;
 mod counters;
 mod driver;
 mod events;
+mod heartbeat;
 mod identity;
 mod keyring;
 
 use std::{
-    collections::BinaryHeap,
-    net::SocketAddr,
-    num::NonZeroU32,
+    collections::{BTreeSet, BinaryHeap},
+    net::{IpAddr, SocketAddr},
+    num::{NonZeroU32, NonZeroUsize},
     sync::Arc,
     time::{Duration, SystemTime, UNIX_EPOCH},
 };
@@ -33,7 +39,7 @@ use std::{
 use foca::{AccumulatingRuntime, Foca};
 use tokio::{
     net::UdpSocket,
-    sync::{mpsc, oneshot},
+    sync::{mpsc, oneshot, watch},
 };
 use tracing::Instrument as _;
 
@@ -42,16 +48,35 @@ pub use counters::MembershipCounters;
 pub use events::{MemberInfo, MemberState, MembershipEvent};
 pub use keyring::{ClusterKey, KeyError, KeyRing, OpenError};
 
-use codec::ProtoCodec;
+pub(crate) use codec::ProtoCodec;
 use conflict::ConflictDetector;
 use counters::Counters;
 use driver::{Command, Driver};
-use identity::{NodeIdentity, NodeMeta};
+use heartbeat::Heartbeats;
+pub(crate) use identity::{NodeIdentity, NodeMeta};
 
 /// foca's LAN preset (memberlist's DefaultLANConfig) for an expected
-/// cluster size: see the module doc for the resulting detection time.
+/// cluster size, with packets of up to ~64 KB: see the module doc for the
+/// resulting detection time.
+///
+/// foca has no full-state sync: a joiner learns the members that fit in the
+/// `Feed` answering its announce, and any other one only when that member
+/// probes or gossips to it, which takes up to `N` probe periods. Within 1400
+/// bytes a feed holds ~20 identities, so a 100-node cluster took ~100 s to
+/// agree after a join and 1,000 nodes never formed (the `cluster_sim`
+/// bench). One 65,000-byte feed holds ~1,000 identities of ~60 bytes (~650
+/// with two VRRP sources each). Packets only grow with what they carry (a feed, or a backlog of
+/// updates while a cluster forms): pings at rest stay ~150 bytes, and a
+/// cluster of a few directors never leaves one Ethernet frame. Larger
+/// datagrams are IP-fragmented, which a LAN delivers.
 pub fn lan_swim_config(expected_cluster_size: u32) -> foca::Config {
-    foca::Config::new_lan(NonZeroU32::new(expected_cluster_size).unwrap_or(NonZeroU32::MIN))
+    // The sealed GossipDatagram adds at most ~40 bytes and must stay within
+    // the 65,507-byte UDP payload of IPv4 (IPv6: 65,527).
+    const MAX_PACKET: NonZeroUsize = NonZeroUsize::new(65_000).expect("non-zero");
+    foca::Config {
+        max_packet_size: MAX_PACKET,
+        ..foca::Config::new_lan(NonZeroU32::new(expected_cluster_size).unwrap_or(NonZeroU32::MIN))
+    }
 }
 
 /// Worst-case time for every live member to declare a crashed one down.
@@ -84,6 +109,8 @@ pub struct MembershipConfig {
     pub syncid: u8,
     pub drain: bool,
     pub version: String,
+    /// Addresses this node sends VRRP adverts from, published so peers recognise them.
+    pub vrrp_sources: Vec<IpAddr>,
     pub keys: KeyRing,
     /// Peers to announce to at start and whenever no peer is live.
     pub join: Vec<SocketAddr>,
@@ -94,6 +121,10 @@ pub struct MembershipConfig {
     pub join_retry: Duration,
     /// Capacity of the event channel; events beyond it are dropped and counted.
     pub event_capacity: usize,
+    /// How often an owner beacons to its heirs.
+    pub heartbeat_interval: Duration,
+    /// Silence after which a heir reports a heard owner silent; above the interval.
+    pub heartbeat_timeout: Duration,
 }
 
 impl MembershipConfig {
@@ -110,11 +141,14 @@ impl MembershipConfig {
             syncid: 0,
             drain: false,
             version: env!("CARGO_PKG_VERSION").to_owned(),
+            vrrp_sources: Vec::new(),
             keys,
             join: Vec::new(),
             swim: lan_swim_config(8),
             join_retry: Duration::from_secs(5),
             event_capacity: 1024,
+            heartbeat_interval: Duration::from_millis(100),
+            heartbeat_timeout: Duration::from_millis(300),
         }
     }
 
@@ -140,6 +174,12 @@ impl MembershipConfig {
         }
         if self.event_capacity == 0 {
             return bad("event_capacity", "must be non-zero");
+        }
+        if self.heartbeat_interval.is_zero() {
+            return bad("heartbeat_interval", "must be non-zero");
+        }
+        if self.heartbeat_timeout <= self.heartbeat_interval {
+            return bad("heartbeat_timeout", "must be above heartbeat_interval");
         }
         Ok(())
     }
@@ -168,6 +208,7 @@ pub struct MembershipHandle {
     commands: mpsc::Sender<Command>,
     counters: Arc<Counters>,
     addr: SocketAddr,
+    silent: watch::Receiver<BTreeSet<String>>,
 }
 
 /// Binds the gossip socket and spawns the membership task; must be called
@@ -200,11 +241,23 @@ pub async fn start(
             syncid: cfg.syncid,
             drain: cfg.drain,
             version: cfg.version,
+            vrrp_sources: cfg.vrrp_sources,
         },
     };
     let counters = Arc::new(Counters::default());
     let (events_tx, events_rx) = mpsc::channel(cfg.event_capacity);
     let (commands_tx, commands_rx) = mpsc::channel(64);
+    let (silent_tx, silent) = watch::channel(BTreeSet::new());
+    // A former heir learns it is no longer one within a few probe periods.
+    let linger = (cfg.swim.probe_period * 10).max(cfg.heartbeat_timeout * 3);
+    let heartbeats = Heartbeats::new(
+        &cfg.node_id,
+        cfg.incarnation,
+        cfg.heartbeat_interval,
+        cfg.heartbeat_timeout,
+        linger,
+        tokio::time::Instant::now(),
+    );
     let driver = Driver {
         conflicts: ConflictDetector::new(&cfg.node_id, addr),
         foca: Foca::new(identity, cfg.swim, rand::make_rng(), ProtoCodec),
@@ -217,6 +270,8 @@ pub async fn start(
         counters: Arc::clone(&counters),
         events: events_tx,
         live: Default::default(),
+        heartbeats,
+        silent: silent_tx,
     };
     let span = tracing::info_span!("membership", node = %cfg.node_id, %addr);
     tokio::spawn(driver.run(commands_rx).instrument(span));
@@ -224,6 +279,7 @@ pub async fn start(
         commands: commands_tx,
         counters,
         addr,
+        silent,
     };
     Ok((handle, events_rx))
 }
@@ -245,6 +301,29 @@ impl MembershipHandle {
     /// Publish the drain flag (a new identity revision; peers see `MetaChanged`).
     pub async fn set_drain(&self, drain: bool) -> Result<(), Stopped> {
         self.call(|reply| Command::SetDrain(drain, reply)).await
+    }
+
+    /// Beacon to `send_to` (the heirs of the groups held here) and listen to
+    /// `expect_from` (node ids of the owners whose heir this node is); replaces the
+    /// previous sets.
+    pub async fn set_heartbeats(
+        &self,
+        send_to: BTreeSet<SocketAddr>,
+        expect_from: BTreeSet<String>,
+    ) -> Result<(), Stopped> {
+        self.commands
+            .send(Command::SetHeartbeats {
+                send_to,
+                expect_from,
+            })
+            .await
+            .map_err(|_| Stopped)
+    }
+
+    /// The expected peers heard at least once and silent for the heartbeat timeout;
+    /// a peer leaves the set when heard again or no longer expected.
+    pub fn silent_peers(&self) -> watch::Receiver<BTreeSet<String>> {
+        self.silent.clone()
     }
 
     /// The local node first, then every member foca knows, down ones included.
@@ -289,6 +368,13 @@ mod tests {
         let swim = lan_swim_config(8);
         assert_eq!(failure_detection_bound(&swim, 3), Duration::from_secs(10));
         assert_eq!(failure_detection_bound(&swim, 5), Duration::from_secs(14));
+    }
+
+    #[test]
+    fn a_full_lan_packet_sealed_fits_one_udp_datagram() {
+        let max = lan_swim_config(1000).max_packet_size.get();
+        let sealed = KeyRing::new(ClusterKey::from_bytes([1; 32])).seal(&vec![0xa5; max]);
+        assert!(sealed.len() <= 65_507, "{} bytes", sealed.len());
     }
 
     #[test]

@@ -252,6 +252,26 @@ proptest! {
     }
 
     #[test]
+    fn the_heir_is_who_gets_the_group_when_its_owner_goes_down(
+        (members, groups, current, now) in arb_view(),
+    ) {
+        // A settled cluster: every node agrees on the owners.
+        let settled = as_current(&elect(&members, &groups, &current, now));
+        let heirs = heirs(&members, &groups, &settled);
+        for owner in settled.values().collect::<BTreeSet<_>>() {
+            let rest: Vec<Member> = members.iter().filter(|m| m.id != *owner).cloned().collect();
+            let after = elect(&rest, &groups, &settled, now);
+            for (group, was) in &settled {
+                if was == owner {
+                    prop_assert_eq!(heirs.get(group).map(String::as_str), owner_of(&after, group));
+                    prop_assert_ne!(heirs.get(group), Some(owner));
+                }
+            }
+        }
+        prop_assert!(heirs.keys().all(|g| settled.contains_key(g)));
+    }
+
+    #[test]
     fn removing_a_node_moves_only_its_groups(
         ids in node_ids(1..=8),
         victim in any::<prop::sample::Index>(),

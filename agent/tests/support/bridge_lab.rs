@@ -1,5 +1,7 @@
-//! A lab of N network namespaces (`eth0` = 192.0.2.i/24) on one bridge that lives in a
-//! namespace of its own, with no route out, each running a real `lvs-agent run`.
+//! A lab of N network namespaces (`eth0` = 192.0.2.i/24 and 2001:db8::i/64) on one
+//! bridge that lives in a namespace of its own, with no route out, each running a real
+//! `lvs-agent run`. Duplicate address detection is off in the nodes: IPv6 VRRP goes out
+//! from the link-local address, usable at once then.
 //! Everything (processes, namespaces, files) is cleaned up on drop, even on panic.
 
 use std::collections::BTreeSet;
@@ -84,6 +86,8 @@ impl Lab {
         let (ns, br) = (self.ns(i), self.bridge_ns());
         let port = format!("p{i}");
         ip(&["netns", "add", &ns]);
+        // Before eth0 exists, so that it inherits the setting.
+        self.exec(i, &["sysctl", "-qw", "net.ipv6.conf.default.accept_dad=0"]);
         ip(&["-n", &ns, "link", "set", "lo", "up"]);
         ip(&[
             "-n", &ns, "link", "add", "eth0", "type", "veth", "peer", "name", &port, "netns", &br,
@@ -98,8 +102,38 @@ impl Lab {
             "dev",
             "eth0",
         ]);
+        ip(&[
+            "-n",
+            &ns,
+            "addr",
+            "add",
+            &format!("2001:db8::{i}/64"),
+            "dev",
+            "eth0",
+        ]);
         ip(&["-n", &ns, "link", "set", "eth0", "up"]);
         i
+    }
+
+    /// Runs `command` in node `i`'s namespace; it must succeed.
+    fn exec(&self, i: usize, command: &[&str]) {
+        let out = Command::new("ip")
+            .args(["netns", "exec", &self.ns(i)])
+            .args(command)
+            .output()
+            .expect("run ip netns exec");
+        assert!(
+            out.status.success(),
+            "{}: {}",
+            command.join(" "),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// Sets node `i`'s eth0 up or down.
+    pub fn set_link(&self, i: usize, up: bool) {
+        let state = if up { "up" } else { "down" };
+        ip(&["-n", &self.ns(i), "link", "set", "eth0", state]);
     }
 
     pub fn write(&self, name: &str, text: &str) -> PathBuf {
@@ -145,6 +179,24 @@ impl Lab {
         self.agents[i - 1] = Some(child);
     }
 
+    /// Sends `signal` (e.g. "HUP") to node `i`'s agent; `ip netns exec` execs it, so the
+    /// child is the agent itself.
+    pub fn signal(&self, i: usize, signal: &str) {
+        let child = self.agents[i - 1].as_ref().expect("agent running");
+        let status = Command::new("kill")
+            .args([&format!("-{signal}"), &child.id().to_string()])
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -{signal} lb{i}");
+    }
+
+    /// Whether node `i`'s agent is still running.
+    pub fn running(&mut self, i: usize) -> bool {
+        self.agents[i - 1]
+            .as_mut()
+            .is_some_and(|child| matches!(child.try_wait(), Ok(None)))
+    }
+
     /// SIGKILL: a crash, nothing is released.
     pub fn kill(&mut self, i: usize) {
         if let Some(mut child) = self.agents[i - 1].take() {
@@ -161,9 +213,20 @@ impl Lab {
             .expect("run lvs-agent")
     }
 
-    /// Addresses of `net` (a prefix such as "198.51.100.") on node `i`'s eth0.
+    /// Addresses of `net` (a prefix such as "198.51.100." or "2001:db8:100:") on node
+    /// `i`'s eth0.
     pub fn addrs_in(&self, i: usize, net: &str) -> BTreeSet<IpAddr> {
-        let out = ip(&["-n", &self.ns(i), "-o", "addr", "show", "dev", "eth0"]);
+        let family = if net.contains(':') { "-6" } else { "-4" };
+        let out = ip(&[
+            "-n",
+            &self.ns(i),
+            family,
+            "-o",
+            "addr",
+            "show",
+            "dev",
+            "eth0",
+        ]);
         // Each line: `N: eth0 inet ADDR/LEN brd ...`; only the word after inet/inet6.
         out.lines()
             .filter_map(|line| {
@@ -192,11 +255,27 @@ impl Lab {
         self.nodes
     }
 
+    /// Node `i`'s whole log.
+    pub fn log_text(&self, i: usize) -> String {
+        fs::read_to_string(self.log(i)).unwrap_or_default()
+    }
+
+    /// `lvs-agent status` of node `i`; empty when the agent does not answer.
+    pub fn status(&self, i: usize) -> String {
+        let socket = self.socket(i);
+        let out = self.agent_cli(&["status", "--socket", socket.to_str().expect("utf-8")]);
+        if out.status.success() {
+            String::from_utf8_lossy(&out.stdout).into_owned()
+        } else {
+            String::new()
+        }
+    }
+
     /// Every agent's log, for a failure message.
     pub fn logs(&self) -> String {
         (1..=self.nodes)
             .map(|i| {
-                let text = fs::read_to_string(self.log(i)).unwrap_or_default();
+                let text = self.log_text(i);
                 let tail: Vec<&str> = text.lines().rev().take(40).collect();
                 let tail: Vec<&str> = tail.into_iter().rev().collect();
                 format!("--- lb{i} (last 40 lines)\n{}\n", tail.join("\n"))
