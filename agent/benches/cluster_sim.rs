@@ -1,6 +1,9 @@
 //! Gossip + ownership convergence of simulated clusters (virtual time, no sockets).
 //!
-//! `cargo bench -p lvs-agent --bench cluster_sim -- [--sizes 100,1000] [--trials 5] [--seed 1]`
+//! `cargo bench -p lvs-agent --bench cluster_sim -- [--sizes 100,1000] [--trials 5] [--seed 1] [--swim-size 8]`
+//!
+//! The SWIM config is `lan_swim_config(N)`, or `lan_swim_config(S)` with
+//! `--swim-size S` (the agent's `MembershipConfig::new` uses 8).
 //!
 //! For each size N: N nodes form a cluster (each announces to node 0), then
 //! `trials` times the owner of group `vip000` is killed, then `trials` times a
@@ -17,7 +20,7 @@
 use std::time::{Duration, Instant};
 
 use lvs_agent::{
-    membership::failure_detection_bound,
+    membership::{failure_detection_bound, lan_swim_config},
     sim::{Sim, SimConfig, Traffic},
 };
 
@@ -33,6 +36,8 @@ struct Args {
     sizes: Vec<usize>,
     trials: usize,
     seed: u64,
+    /// Size `lan_swim_config` for this many members instead of N.
+    swim_size: Option<u32>,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -40,6 +45,7 @@ fn parse_args() -> Result<Args, String> {
         sizes: vec![100, 1000],
         trials: 5,
         seed: 1,
+        swim_size: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -55,6 +61,10 @@ fn parse_args() -> Result<Args, String> {
                 args.trials = value("--trials")?
                     .parse()
                     .map_err(|e| format!("--trials: {e}"))?;
+            }
+            "--swim-size" => {
+                let size = value("--swim-size")?;
+                args.swim_size = Some(size.parse().map_err(|e| format!("--swim-size: {e}"))?);
             }
             "--seed" => {
                 args.seed = value("--seed")?
@@ -90,9 +100,12 @@ fn settled(sim: &mut Sim) -> bool {
 
 /// Crashes first, on the formed cluster; then joins. A trial that does not
 /// converge within `LIMIT` ends the series.
-fn run(n: usize, trials: usize, seed: u64) -> Row {
+fn run(n: usize, trials: usize, seed: u64, swim: foca::Config) -> Row {
     let wall = Instant::now();
-    let mut sim = Sim::new(SimConfig::lan(n + trials, seed));
+    let mut sim = Sim::new(SimConfig {
+        swim,
+        ..SimConfig::lan(n + trials, seed)
+    });
     for i in 0..n {
         sim.start(i, &[0]);
         sim.run_for(Duration::from_millis(1));
@@ -192,9 +205,10 @@ fn main() {
         std::process::exit(2);
     });
     println!(
-        "cluster_sim: lvs-agent's lan_swim_config(N) (max packet {} B), one-way latency 0.5 ms, \
+        "cluster_sim: lvs-agent's lan_swim_config({}) (max packet {} B), one-way latency 0.5 ms, \
          lossless; 64 VIP groups (default priority, preempt, no delay); {} trials, seed {}",
-        SimConfig::lan(2, 0).swim.max_packet_size,
+        args.swim_size.map_or("N".to_owned(), |s| s.to_string()),
+        lan_swim_config(2).max_packet_size,
         args.trials,
         args.seed
     );
@@ -206,8 +220,11 @@ fn main() {
     );
     println!("|---|---|---|---|---|---|---|---|---|---|---|---|");
     for &n in &args.sizes {
-        let swim = SimConfig::lan(n, 0).swim;
-        let row = run(n, args.trials, args.seed);
+        let size = args
+            .swim_size
+            .unwrap_or_else(|| u32::try_from(n).unwrap_or(u32::MAX));
+        let swim = lan_swim_config(size);
+        let row = run(n, args.trials, args.seed, swim.clone());
         let live = row.n;
         let formed = row.formed.map_or(format!(">{}", LIMIT.as_secs()), |t| {
             format!("{:.1}", t.as_secs_f64())

@@ -501,3 +501,107 @@ fn sighup_adds_a_group_and_a_broken_file_is_rejected() {
     }
     assert!(statuses(&lab, &all).contains("group extra owner"));
 }
+
+/// One group at default gossip timers (1 s probe period): lb1 owns it, lb2 is its heir.
+fn heir_files(lab: &Lab) -> Files {
+    let mut f = files(
+        lab,
+        3,
+        "[cluster]\nname = \"lab\"\n\n[[vip_group]]\nname = \"hb\"\nvrrp_id = 60\n\
+         addresses = [\"198.51.100.60/24\"]\ngarp_master_delay = 0\n\
+         priorities = { lb1 = 150, lb2 = 100, lb3 = 50 }\n",
+    );
+    for (i, path) in &mut f.nodes {
+        let peers: Vec<usize> = (1..=3).filter(|j| j != i).collect();
+        let text = node_toml(lab, *i, &peers).replace("gossip_probe_period = 0.2\n", "");
+        *path = lab.write(&format!("lb{i}.toml"), &text);
+    }
+    f
+}
+
+fn start_heir_lab(tag: &str) -> Option<Lab> {
+    let mut lab = Lab::new(tag, 3)?;
+    let f = heir_files(&lab);
+    for i in 1..=3 {
+        lab.start(i, &f.nodes[&i], &f.cluster);
+    }
+    let owner = wait_for(DEADLINE, || {
+        sole_owner(&lab, &[1, 2, 3], "hb", NET).filter(|&o| o == 1)
+    });
+    assert!(owner.is_some(), "lb1 owns hb: {}", lab.logs());
+    // lb2 hears lb1's heartbeats well before this.
+    std::thread::sleep(Duration::from_secs(1));
+    Some(lab)
+}
+
+/// Index of the first line of `log` containing every one of `words`.
+fn line_of(log: &str, words: &[&str]) -> Option<usize> {
+    log.lines()
+        .position(|l| words.iter().all(|w| l.contains(w)))
+}
+
+#[test]
+fn the_heir_takes_over_on_heartbeat_silence_before_swim_declares_the_owner_down() {
+    let Some(mut lab) = start_heir_lab("heir") else {
+        return;
+    };
+    lab.kill(1);
+    let down = wait_for(DEADLINE, || {
+        let log = lab.log_text(2);
+        line_of(&log, &["MemberDown", "\"lb1\""]).map(|at| (log, at))
+    });
+    let Some((log, swim_down)) = down else {
+        panic!("SWIM declares lb1 down on lb2\n{}", lab.logs());
+    };
+    let silence = line_of(&log, &["heartbeat silence", "lb1"]);
+    let acquired = line_of(&log, &["acquired", "hb"]);
+    assert!(
+        silence.is_some_and(|s| acquired.is_some_and(|a| s < a && a < swim_down)),
+        "lb2 takes hb on heartbeat silence, before SWIM's verdict\n{log}"
+    );
+    let held = wait_for(DEADLINE, || sole_owner(&lab, &[2, 3], "hb", NET));
+    assert_eq!(held, Some(2), "{}", lab.logs());
+}
+
+#[test]
+fn lost_heartbeats_from_a_live_owner_settle_on_one_holder_without_flapping() {
+    let Some(lab) = start_heir_lab("hblost") else {
+        return;
+    };
+    // lb1's gossip to lb2 (heartbeats included) is lost; its VRRP adverts are not.
+    lab.nft(
+        1,
+        "add table inet hb; \
+         add chain inet hb out { type filter hook output priority 0; }; \
+         add rule inet hb out ip daddr 192.0.2.2 udp dport 7946 drop",
+    );
+    let presumed = wait_for(DEADLINE, || {
+        let log = lab.log_text(2);
+        let silence = line_of(&log, &["heartbeat silence", "lb1"])?;
+        let refuted = line_of(&log, &["still advertises", "lb1"])?;
+        (silence < refuted).then_some(())
+    });
+    assert!(
+        presumed.is_some(),
+        "lb2 presumes lb1 down, then sees its adverts\n{}",
+        lab.logs()
+    );
+    let settled = wait_for(DEADLINE, || {
+        (holders(&lab, &[1, 2, 3], NET) == [1]).then_some(())
+    });
+    assert!(settled.is_some(), "lb1 alone holds hb\n{}", lab.logs());
+
+    std::thread::sleep(Duration::from_secs(3));
+    lab.nft(1, "delete table inet hb");
+    let healed = wait_for(DEADLINE, || sole_owner(&lab, &[1, 2, 3], "hb", NET));
+    assert_eq!(healed, Some(1), "{}", lab.logs());
+    for _ in 0..20 {
+        std::thread::sleep(Duration::from_millis(200));
+        assert_eq!(
+            holders(&lab, &[1, 2, 3], NET),
+            [1],
+            "after the heal\n{}",
+            lab.logs()
+        );
+    }
+}

@@ -1,13 +1,17 @@
 //! The IPVS dataplane benchmark (`lvs-lab-guest ipvs-bench SERVICES DESTS`, in
-//! the lab VM): the agent's reconcile of N services × M real servers against
-//! `ipvsadm -R` restoring the same rules, step by step, in the same kernel (each
-//! side in a network namespace of its own): cold apply, no-op reconcile, one
-//! weight changed, 1,000 services removed.
+//! the lab VM): the agent's reconciler on N services × M real servers against
+//! `ipvsadm` doing the same, step by step, in the same kernel (each side in a
+//! network namespace of its own): cold apply, no-op pass, drift check (a full
+//! read; on 4 sockets, as the agent does, and on 1), one weight changed, 1,000
+//! services removed. Every step but the drift checks is a config change the
+//! agent applies against the kernel state it keeps
+//! ([`Reconciler::apply_changes`]); a drift check is what the agent runs every
+//! `reconcile_interval` ([`Reconciler::check_drift`]).
 //! Prints a table; every figure comes from this run.
 use crate::ipvs_rules::{delete_service, destination, restore_script, ServiceState};
 use anyhow::{bail, Context, Result};
 use lvs_agent::ipvs::plan::{Scope, VirtualService};
-use lvs_agent::ipvs::reconcile::reconcile_once;
+use lvs_agent::ipvs::reconcile::{Reconciler, Report, DUMP_SOCKETS};
 use lvs_agent::ipvs::{
     Destination, Forwarding, IpvsClient, Protocol, Scheduler, Service, ServiceKey,
 };
@@ -69,10 +73,19 @@ pub struct Step {
 /// How long the agent's part of a step took, and the writes it made.
 pub type Timed = (Duration, usize);
 
+/// How the agent reconciles in a step.
+#[derive(Clone, Copy, Debug)]
+pub enum Pass {
+    /// A config change, against the kernel state the agent keeps.
+    Changes,
+    /// A full read of the kernel, then repairs, dumping on this many sockets.
+    DriftCheck { sockets: usize },
+}
+
 /// The agent's side of the bench, as [`run`] drives it.
 pub trait AgentSide {
     /// Makes the kernel match `want`.
-    fn reconcile(&mut self, want: &[ServiceState]) -> Result<Timed>;
+    fn reconcile(&mut self, want: &[ServiceState], pass: Pass) -> Result<Timed>;
     /// Fails unless the kernel holds exactly `services` x `dests`.
     fn expect_rules(&mut self, services: u32, dests: u32) -> Result<()>;
 }
@@ -94,7 +107,7 @@ pub fn run(
     flush()?;
     let ipvsadm = restore(scratch, &restore_script(&want))?;
     expect_rules(services, dests)?;
-    let (took, writes) = agent.reconcile(&want)?;
+    let (took, writes) = agent.reconcile(&want, Pass::Changes)?;
     agent.expect_rules(services, dests)?;
     steps.push(Step {
         name: format!("cold apply {services}x{dests}"),
@@ -105,15 +118,28 @@ pub fn run(
     });
 
     // No-op: nothing to change. ipvsadm's nearest is reading everything back.
-    let (took, writes) = agent.reconcile(&want)?;
+    let (took, writes) = agent.reconcile(&want, Pass::Changes)?;
     let (ipvsadm, _) = timed(ipvsadm_save)?;
     steps.push(Step {
-        name: "no-op reconcile".into(),
+        name: "no-op (no read)".into(),
         agent: took,
         agent_writes: writes,
         ipvsadm,
         ipvsadm_what: "-S -n (read all)".into(),
     });
+
+    // Drift checks: the agent reads all of it, as ipvsadm -S does.
+    for sockets in [DUMP_SOCKETS, 1] {
+        let (took, writes) = agent.reconcile(&want, Pass::DriftCheck { sockets })?;
+        let (ipvsadm, _) = timed(ipvsadm_save)?;
+        steps.push(Step {
+            name: format!("drift check, {sockets} sock"),
+            agent: took,
+            agent_writes: writes,
+            ipvsadm,
+            ipvsadm_what: "-S -n (read all)".into(),
+        });
+    }
 
     // One weight changed (the agent changes it back, untimed).
     let mut changed = want.clone();
@@ -121,8 +147,8 @@ pub fn run(
     let dest = dests_of.first_mut().context("no real servers")?;
     dest.weight = 7;
     let edit = destination(&svc.key, dest, true);
-    let (took, writes) = agent.reconcile(&changed)?;
-    agent.reconcile(&want)?;
+    let (took, writes) = agent.reconcile(&changed, Pass::Changes)?;
+    agent.reconcile(&want, Pass::Changes)?;
     let ipvsadm = restore(scratch, &format!("{edit}\n"))?;
     steps.push(Step {
         name: "one weight changed".into(),
@@ -134,7 +160,7 @@ pub fn run(
 
     // Removal, from the full state on both sides.
     let removed = REMOVED.min(want.len());
-    let (took, writes) = agent.reconcile(&want[removed..])?;
+    let (took, writes) = agent.reconcile(&want[removed..], Pass::Changes)?;
     let deletes: String = want[..removed]
         .iter()
         .map(|(s, _)| delete_service(&s.key) + "\n")
@@ -148,7 +174,7 @@ pub fn run(
         ipvsadm_what: format!("-R of {removed} -D lines"),
     });
     flush()?;
-    let expected = [want.len() * (1 + dests as usize), 0, 1, removed];
+    let expected = [want.len() * (1 + dests as usize), 0, 0, 0, 1, removed];
     for (step, writes) in steps.iter().zip(expected) {
         if step.agent_writes != writes {
             bail!(
@@ -163,11 +189,11 @@ pub fn run(
 }
 
 /// A job for the agent's thread.
-type Job = Box<dyn FnOnce(&Runtime, &IpvsClient) -> Result<Timed> + Send>;
+type Job = Box<dyn FnOnce(&Runtime, &IpvsClient, &mut Reconciler) -> Result<Timed> + Send>;
 
-/// The agent's reconcile path ([`reconcile_once`]) on a thread of this process
-/// that has a network namespace of its own (ipvsadm runs there too when the
-/// thread checks the rules).
+/// The agent's reconciler on a thread of this process that has a network
+/// namespace of its own (ipvsadm runs there too when the thread checks the
+/// rules), in a runtime like the agent's (one worker per CPU).
 struct InProcess {
     jobs: Option<mpsc::Sender<Job>>,
     results: mpsc::Receiver<Result<Timed>>,
@@ -182,7 +208,8 @@ impl InProcess {
         let thread = std::thread::spawn(move || {
             let setup = || -> Result<(Runtime, IpvsClient)> {
                 own_namespace()?;
-                let rt = tokio::runtime::Builder::new_current_thread()
+                // Built after the unshare: its workers share the namespace.
+                let rt = tokio::runtime::Builder::new_multi_thread()
                     .enable_all()
                     .build()?;
                 let client = rt.block_on(IpvsClient::connect())?;
@@ -192,8 +219,9 @@ impl InProcess {
                 Err(e) => drop(done.send(Err(e))),
                 Ok((rt, client)) => {
                     let _ = done.send(Ok((Duration::ZERO, 0)));
+                    let mut reconciler = Reconciler::default();
                     for job in job_rx {
-                        if done.send(job(&rt, &client)).is_err() {
+                        if done.send(job(&rt, &client, &mut reconciler)).is_err() {
                             break;
                         }
                     }
@@ -218,7 +246,7 @@ impl InProcess {
 }
 
 impl AgentSide for InProcess {
-    fn reconcile(&mut self, want: &[ServiceState]) -> Result<Timed> {
+    fn reconcile(&mut self, want: &[ServiceState], pass: Pass) -> Result<Timed> {
         let want: Vec<VirtualService> = want
             .iter()
             .map(|(service, destinations)| VirtualService {
@@ -227,9 +255,18 @@ impl AgentSide for InProcess {
             })
             .collect();
         let scope = self.scope.clone();
-        self.call(Box::new(move |rt, client| {
+        self.call(Box::new(move |rt, client, reconciler| {
             let started = Instant::now();
-            let report = rt.block_on(reconcile_once(client, &want, &scope))?;
+            let report: Report = match pass {
+                Pass::Changes => rt.block_on(reconciler.apply_changes(client, &want, &scope))?,
+                // The agent's reconciler then holds what this one read.
+                Pass::DriftCheck { sockets } => {
+                    let mut fresh = Reconciler::new(sockets);
+                    let report = rt.block_on(fresh.check_drift(client, &want, &scope))?;
+                    *reconciler = fresh;
+                    report
+                }
+            };
             let took = started.elapsed();
             if !report.is_clean() {
                 bail!("reconcile failed: {:?}", report.failed.first());
@@ -239,7 +276,7 @@ impl AgentSide for InProcess {
     }
 
     fn expect_rules(&mut self, services: u32, dests: u32) -> Result<()> {
-        self.call(Box::new(move |_, _| {
+        self.call(Box::new(move |_, _, _| {
             expect_rules(services, dests).map(|()| (Duration::ZERO, 0))
         }))
         .map(drop)
@@ -250,7 +287,7 @@ impl Drop for InProcess {
     fn drop(&mut self) {
         // Empty the namespace here rather than in the kernel's teardown after
         // the process exits, which would overlap whatever runs next.
-        let _ = self.call(Box::new(|_, _| flush().map(|()| (Duration::ZERO, 0))));
+        let _ = self.call(Box::new(|_, _, _| flush().map(|()| (Duration::ZERO, 0))));
         self.jobs = None;
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
@@ -258,11 +295,10 @@ impl Drop for InProcess {
     }
 }
 
-/// The bench with the agent's reconcile path in this process
-/// ([`reconcile_once`]: dump of the managed services and of their destinations,
-/// plan, the changes in batches), each side in a network namespace of its own:
-/// the table, the no-op pass as a share of the cold apply, then this process's
-/// memory while it held the desired and the actual state of the full size.
+/// The bench with the agent's reconciler in this process, each side in a
+/// network namespace of its own: the table, the no-op pass and the drift check
+/// as shares of the cold apply, then this process's memory while it held the
+/// desired and the actual state of the full size.
 pub fn with_planner(services: u32, dests: u32, scratch: &std::path::Path) -> Result<String> {
     // ipvsadm's side: this thread (and the ipvsadm it starts) leaves the
     // namespace it was started in untouched.
@@ -282,13 +318,15 @@ pub fn with_planner(services: u32, dests: u32, scratch: &std::path::Path) -> Res
     let steps = run(services, dests, &mut agent, scratch)?;
     let (rss, hwm) = own_memory_kib()?;
     drop(agent);
-    let noop_share = steps[1].agent.as_secs_f64() / steps[0].agent.as_secs_f64().max(1e-6);
+    let share =
+        |i: usize| 100.0 * steps[i].agent.as_secs_f64() / steps[0].agent.as_secs_f64().max(1e-6);
     Ok(format!(
-        "{}no-op reconcile: {:.1}% of the agent's cold apply\n\
+        "{}no-op pass: {:.3}% of the agent's cold apply; drift check: {:.1}%\n\
          bench process memory: VmRSS {rss_before} KiB at start, {rss} KiB at the end; \
          VmHWM {hwm} KiB (peak, holding desired and actual {services}x{dests})\n",
         table(&steps),
-        noop_share * 100.0
+        share(1),
+        share(2)
     ))
 }
 

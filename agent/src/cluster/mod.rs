@@ -8,13 +8,17 @@
 //! - VRRP from agents never overrides the election; VRRP from other routers (keepalived)
 //!   is obeyed by the VRRP rules: a better foreign master holds the group until it
 //!   resigns or falls silent for the master-down interval.
-//! - Decisions are pure (`decide`, `roster`); sockets and netlink stay in `runtime` and
-//!   `uplink`. Local commands (`lvs-agent join`, `status`) arrive over `control`.
+//! - Heartbeats (`membership::heartbeat`) beside SWIM: each group's heir takes it as soon
+//!   as the owner's heartbeats stop (`silence`), like keepalived's master-down timer.
+//! - Decisions are pure (`decide`, `roster`, `silence`); sockets and netlink stay in
+//!   `runtime` and `uplink`. Local commands (`lvs-agent join`, `status`) arrive over
+//!   `control`.
 
 pub mod control;
 mod decide;
 mod roster;
 mod runtime;
+mod silence;
 mod uplink;
 
 use std::net::SocketAddr;

@@ -104,6 +104,14 @@ impl Roster {
         !self.live.is_empty()
     }
 
+    pub fn is_live(&self, id: &str) -> bool {
+        self.live.contains_key(id)
+    }
+
+    pub fn gossip_addr(&self, id: &str) -> Option<SocketAddr> {
+        self.live.get(id).map(|p| p.addr)
+    }
+
     pub fn is_agent(&self, addr: IpAddr) -> bool {
         self.agents.contains(&addr)
     }

@@ -17,12 +17,13 @@ use tracing::{debug, info, warn};
 
 use super::decide::{self, Action, Blockers, ForeignOutcome};
 use super::roster::Roster;
+use super::silence::Silences;
 use super::uplink::{Uplink, UplinkEvent};
 use crate::config::{ClusterConfig, NodeConfig, VipGroup};
 use crate::membership::{
     self, ClusterKey, KeyRing, MembershipConfig, MembershipEvent, MembershipHandle,
 };
-use crate::ownership::{elect, GroupSpec};
+use crate::ownership::{elect, heirs, GroupSpec};
 use crate::vip::addr::{AddrControl, LinkEvent, Vip};
 use crate::vip::announce::AnnounceSettings;
 use crate::vip::vrrp_socket::Received;
@@ -65,6 +66,10 @@ pub(super) struct Runtime {
     next_advert: BTreeMap<String, Instant>,
     dropped: BTreeMap<&'static str, u64>,
     owns_any: watch::Sender<bool>,
+    /// Owners presumed down on heartbeat silence.
+    silences: Silences,
+    /// Heartbeat targets and sources last given to the membership.
+    heartbeats: (BTreeSet<SocketAddr>, BTreeSet<String>),
 }
 
 /// The SWIM LAN preset with every timer scaled by `probe_period` / 1 s.
@@ -172,6 +177,8 @@ impl Runtime {
         mc.join = seeds.clone();
         mc.swim = swim_config(node.gossip_probe_period);
         mc.join_retry = node.gossip_probe_period * 5;
+        mc.heartbeat_interval = node.heartbeat_interval;
+        mc.heartbeat_timeout = node.heartbeat_timeout();
         let (membership, member_events) = membership::start(mc).await?;
 
         let settle_ms = if seeds.is_empty() {
@@ -199,6 +206,8 @@ impl Runtime {
             next_advert: BTreeMap::new(),
             dropped: BTreeMap::new(),
             owns_any,
+            silences: Silences::default(),
+            heartbeats: Default::default(),
         };
         runtime.remove_stale_vips().await;
         Ok((runtime, member_events, uplink_events))
@@ -243,11 +252,16 @@ impl Runtime {
         mut uplink_events: mpsc::Receiver<UplinkEvent>,
         mut commands: mpsc::Receiver<Command>,
     ) {
+        let mut silent = self.membership.silent_peers();
         self.reconcile().await;
         loop {
             let wake = self.next_wake();
             tokio::select! {
                 Some(event) = members.recv() => self.on_membership(event),
+                Ok(()) = silent.changed() => {
+                    let now_silent = silent.borrow_and_update().clone();
+                    self.on_silence(&now_silent);
+                }
                 Some(event) = uplink_events.recv() => match event {
                     UplinkEvent::Link(name, event) => self.on_link(&name, event).await,
                     UplinkEvent::Vrrp(name, packet) => self.on_vrrp(&name, packet).await,
@@ -303,6 +317,11 @@ impl Runtime {
             let soon = now + ms(self.node.gossip_probe_period * 2);
             self.settle_at_ms = self.settle_at_ms.min(soon);
         }
+        if let MembershipEvent::MemberUp(m) | MembershipEvent::MemberDown(m) = &event {
+            if self.silences.refute(&m.node_id) {
+                info!(peer = %m.node_id, "SWIM settled a peer presumed down on heartbeat silence");
+            }
+        }
         self.roster.apply(&event, now);
         // Adverts heard before gossip named their sender (an IPv6 link-local) were
         // taken for a foreign router's: an agent's never hold a group back.
@@ -314,6 +333,16 @@ impl Runtime {
             }
             foreign
         });
+    }
+
+    fn on_silence(&mut self, silent: &BTreeSet<String>) {
+        let roster = &self.roster;
+        for peer in self
+            .silences
+            .update(silent, &self.heartbeats.1, |p| roster.is_live(p))
+        {
+            warn!(%peer, "heartbeat silence: presuming the owner down, taking the groups this node is heir of");
+        }
     }
 
     fn reload(&mut self, cluster: ClusterConfig) {
@@ -456,6 +485,9 @@ impl Runtime {
         if advert.priority == 0 {
             return;
         }
+        if self.silences.refute(&sender) {
+            info!(peer = %sender, group = %group.name, "a peer presumed down on heartbeat silence still advertises: back in the election");
+        }
         let Some(spec) = self.specs.iter().find(|s| s.name == group.name) else {
             return;
         };
@@ -482,13 +514,20 @@ impl Runtime {
             active
         });
         let own_since = self.settle_at_ms;
-        let members = self.roster.members(self.node.id.as_str(), own_since);
+        let mut members = self.roster.members(self.node.id.as_str(), own_since);
+        members.retain(|m| !self.silences.is_presumed_down(&m.id));
         let current: BTreeMap<String, String> = self
             .owners
             .iter()
             .filter_map(|(g, o)| o.clone().map(|o| (g.clone(), o)))
             .collect();
         let election = elect(&members, &self.specs, &current, now);
+        let settled: BTreeMap<String, String> = election
+            .owners
+            .iter()
+            .filter_map(|(g, o)| o.clone().map(|o| (g.clone(), o)))
+            .collect();
+        let heirs = heirs(&members, &self.specs, &settled);
         for (group, owner) in &election.owners {
             if self.owners.get(group) != Some(owner) {
                 info!(group = %group, owner = owner.as_deref().unwrap_or("-"), "elected");
@@ -523,10 +562,46 @@ impl Runtime {
                 Action::Acquire(name) => self.acquire(&name).await,
             }
         }
+        self.update_heartbeats(&settled, &heirs).await;
         self.owns_any.send_if_modified(|owns| {
             let now_owns = !self.held.is_empty();
             std::mem::replace(owns, now_owns) != now_owns
         });
+    }
+
+    /// Beacon to the heirs of the groups held here; listen to the owners of the groups
+    /// this node is heir of, and to peers presumed down (to hear them come back).
+    async fn update_heartbeats(
+        &mut self,
+        owners: &BTreeMap<String, String>,
+        heirs: &BTreeMap<String, String>,
+    ) {
+        let me = self.node.id.as_str();
+        let send_to = self
+            .held
+            .iter()
+            .filter_map(|g| heirs.get(g))
+            .filter_map(|heir| self.roster.gossip_addr(heir))
+            .collect();
+        let expect_from = heirs
+            .iter()
+            .filter(|(_, heir)| *heir == me)
+            .filter_map(|(g, _)| owners.get(g).cloned())
+            .filter(|owner| owner != me)
+            .chain(self.silences.presumed_down().cloned())
+            .collect();
+        let wanted = (send_to, expect_from);
+        if wanted != self.heartbeats {
+            if self
+                .membership
+                .set_heartbeats(wanted.0.clone(), wanted.1.clone())
+                .await
+                .is_err()
+            {
+                debug!("heartbeats: the membership task has stopped");
+            }
+            self.heartbeats = wanted;
+        }
     }
 
     async fn acquire(&mut self, name: &str) {

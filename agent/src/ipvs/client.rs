@@ -1,6 +1,8 @@
 //! The client side: typed requests over one generic-netlink socket, each kernel
 //! refusal mapped to a typed error naming its object. Changes go in batches
-//! ([`IpvsClient::apply_all`], see [`super::socket`] for why), dumps one by one.
+//! ([`IpvsClient::apply_all`], see [`super::socket`] for why). A dump holds its
+//! socket until done, so destination dumps of many services run on a few
+//! sockets side by side ([`IpvsClient::destinations_of`]).
 //!
 //! There is deliberately no flush: the agent only ever touches the services it
 //! owns, one by one.
@@ -29,12 +31,18 @@ use super::socket::{NlSocket, Reply};
 /// batches gain little once the send cost is shared by 128.
 const BATCH: usize = 128;
 
+/// Sockets a client holds: the first serves every request, all of them serve
+/// [`IpvsClient::destinations_of`].
+pub const MAX_DUMP_SOCKETS: usize = 4;
+
+type Socket = Mutex<NlSocket<GenlMessage<IpvsMessage>>>;
+
 /// An async IPVS client bound to the caller's network namespace. Needs a tokio
 /// runtime and CAP_NET_ADMIN for changes. Clones share the socket; requests
 /// from several tasks are served one exchange at a time.
 #[derive(Clone)]
 pub struct IpvsClient {
-    socket: Arc<Mutex<NlSocket<GenlMessage<IpvsMessage>>>>,
+    sockets: Arc<[Socket]>,
     family_id: u16,
 }
 
@@ -134,11 +142,11 @@ impl IpvsClient {
     /// Resolves the "IPVS" family and opens the socket.
     pub async fn connect() -> Result<Self, Error> {
         let family_id = resolve_family().await?;
-        let socket = NlSocket::open().map_err(|e| connection_error(Object::Family, e))?;
-        Ok(IpvsClient {
-            socket: Arc::new(Mutex::new(socket)),
-            family_id,
-        })
+        let sockets = (0..MAX_DUMP_SOCKETS)
+            .map(|_| NlSocket::open().map(Mutex::new))
+            .collect::<Result<Arc<[Socket]>, _>>()
+            .map_err(|e| connection_error(Object::Family, e))?;
+        Ok(IpvsClient { sockets, family_id })
     }
 
     fn genl(&self, msg: IpvsMessage) -> GenlMessage<IpvsMessage> {
@@ -156,7 +164,7 @@ impl IpvsClient {
         object: &Object,
     ) -> Result<Vec<IpvsMessage>, Error> {
         let genl = self.genl(msg);
-        let mut socket = self.socket.lock().await;
+        let mut socket = self.sockets[0].lock().await;
         let reply: Reply<_> = if dump {
             socket.dump(genl).await
         } else {
@@ -253,10 +261,60 @@ impl IpvsClient {
         let replies = self
             .request(codec::destination_dump_request(key), true, &object)
             .await?;
+        Self::decoded_destinations(key, &replies)
+    }
+
+    fn decoded_destinations(
+        key: &ServiceKey,
+        replies: &[IpvsMessage],
+    ) -> Result<Vec<ObservedDestination>, Error> {
+        let object = Object::Destinations(*key);
         replies
             .iter()
             .map(|m| Self::decoded(&object, codec::decode_destination(m, key.family())))
             .collect()
+    }
+
+    /// The destinations of each of `keys`, in order, dumped on up to `sockets`
+    /// sockets (at most [`MAX_DUMP_SOCKETS`]) side by side, each in a task of
+    /// its own: the kernel serves one dump per socket at a time, and each
+    /// costs a few system calls however small it is.
+    pub async fn destinations_of(
+        &self,
+        keys: Vec<ServiceKey>,
+        sockets: usize,
+    ) -> Result<Vec<Vec<ObservedDestination>>, Error> {
+        let workers = sockets.clamp(1, MAX_DUMP_SOCKETS).min(keys.len().max(1));
+        let keys: Arc<[ServiceKey]> = keys.into();
+        let mut tasks = tokio::task::JoinSet::new();
+        for worker in 0..workers {
+            let (client, keys) = (self.clone(), keys.clone());
+            tasks.spawn(async move {
+                let mut socket = client.sockets[worker].lock().await;
+                let mut out = Vec::with_capacity(keys.len() / workers + 1);
+                for (i, key) in keys.iter().enumerate().skip(worker).step_by(workers) {
+                    let object = Object::Destinations(*key);
+                    let genl = client.genl(codec::destination_dump_request(key));
+                    let reply = socket
+                        .dump(genl)
+                        .await
+                        .map_err(|e| connection_error(object.clone(), e))?;
+                    refused(&object, reply.errno)?;
+                    let replies: Vec<IpvsMessage> =
+                        reply.messages.into_iter().map(|g| g.payload).collect();
+                    out.push((i, Self::decoded_destinations(key, &replies)?));
+                }
+                Ok::<_, Error>(out)
+            });
+        }
+        let mut all: Vec<Vec<ObservedDestination>> = vec![Vec::new(); keys.len()];
+        while let Some(done) = tasks.join_next().await {
+            let part = done.map_err(|e| connection_error(Object::Services, e))??;
+            for (i, dests) in part {
+                all[i] = dests;
+            }
+        }
+        Ok(all)
     }
 
     pub async fn add_destination(&self, key: &ServiceKey, dest: &Destination) -> Result<(), Error> {
@@ -339,7 +397,7 @@ impl IpvsClient {
         if batch.is_empty() {
             return;
         }
-        let answered = self.socket.lock().await.batch(batch).await;
+        let answered = self.sockets[0].lock().await.batch(batch).await;
         for (n, (slot, object)) in pending.drain(..).enumerate() {
             results[slot] = match &answered {
                 Ok(replies) => refused(&object, replies[n].errno),

@@ -5,12 +5,14 @@
 //! [`codec`] (model <-> attributes, pure), [`socket`] (batched generic netlink),
 //! [`client`] (typed requests).
 //! On top, the dataplane: [`desired`] (config -> wanted services, pure), [`plan`]
-//! (wanted vs kernel -> ops, pure), [`reconcile`] (plan + apply against the kernel),
+//! (wanted vs kernel -> ops, pure), [`cache`] (the kernel state last read or written,
+//! pure), [`reconcile`] (plan + apply against the kernel),
 //! [`sync`] (connection-sync daemons) and [`sysctl`] (the `net.ipv4.vs` settings).
 //! Wire format: `include/uapi/linux/ip_vs.h`; requests mirror ipvsadm's layout,
 //! checked against byte vectors captured from a real kernel (`tests`).
 
 pub mod attrs;
+pub mod cache;
 pub mod client;
 pub mod codec;
 pub mod desired;

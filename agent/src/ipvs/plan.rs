@@ -24,7 +24,7 @@ use super::model::{
 };
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 
 /// A service with its destinations: what the agent wants, or what the kernel has.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -50,6 +50,9 @@ type Swim = Foca<NodeIdentity, ProtoCodec, StdRng, NoCustomBroadcast>;
 
 pub(super) struct Driver {
     pub(super) foca: Swim,
+    /// The config `foca` runs with (foca has no getter), re-sized as the
+    /// cluster grows: see `dissemination_for`.
+    pub(super) swim: foca::Config,
     pub(super) runtime: AccumulatingRuntime<NodeIdentity>,
     /// foca's timers by deadline; equal deadlines in foca's own `Timer` order.
     pub(super) timers: BinaryHeap<Reverse<(Instant, Timer<NodeIdentity>)>>,
@@ -300,6 +303,16 @@ impl Driver {
             self.emit(event);
         }
         self.live = live;
+        if let Some(swim) = super::dissemination_for(&self.swim, self.live.len() + 1) {
+            info!(
+                max_transmissions = swim.max_transmissions.get(),
+                "gossip: more relays for a larger cluster"
+            );
+            match self.foca.set_config(swim.clone()) {
+                Ok(()) => self.swim = swim,
+                Err(e) => warn!(error = %e, "re-sizing gossip dissemination"),
+            }
+        }
         let local = self.foca.identity();
         let ids = self.live.values().map(|m| m.id()).chain([local]);
         for conflict in self.conflicts.check_syncids(ids) {

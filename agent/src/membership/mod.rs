@@ -65,10 +65,10 @@ pub(crate) use identity::{NodeIdentity, NodeMeta};
 /// bytes a feed holds ~20 identities, so a 100-node cluster took ~100 s to
 /// agree after a join and 1,000 nodes never formed (the `cluster_sim`
 /// bench). One 65,000-byte feed holds ~1,000 identities of ~60 bytes (~650
-/// with two VRRP sources each). Packets only grow with what they carry (a feed, or a backlog of
-/// updates while a cluster forms): pings at rest stay ~150 bytes, and a
-/// cluster of a few directors never leaves one Ethernet frame. Larger
-/// datagrams are IP-fragmented, which a LAN delivers.
+/// with two VRRP sources each). Packets only grow with what they carry (a
+/// feed, or a backlog of updates while a cluster forms): pings at rest stay
+/// ~150 bytes, and a cluster of a few directors stays within one Ethernet
+/// frame. Larger datagrams are IP-fragmented, which a LAN delivers.
 pub fn lan_swim_config(expected_cluster_size: u32) -> foca::Config {
     // The sealed GossipDatagram adds at most ~40 bytes and must stay within
     // the 65,507-byte UDP payload of IPv4 (IPv6: 65,527).
@@ -77,6 +77,24 @@ pub fn lan_swim_config(expected_cluster_size: u32) -> foca::Config {
         max_packet_size: MAX_PACKET,
         ..foca::Config::new_lan(NonZeroU32::new(expected_cluster_size).unwrap_or(NonZeroU32::MIN))
     }
+}
+
+/// `swim` with `max_transmissions` raised to what [`lan_swim_config`] gives
+/// `cluster_size` members, or `None` when it is that high already.
+///
+/// Each member relays an update ~`4 log10(N + 1)` times so that it reaches
+/// all N members (memberlist's rule, which memberlist re-evaluates as the
+/// cluster changes but foca's preset applies once, to the size it is given).
+/// Sized for 8, a 1,000-node cluster left some members unaware of a crash
+/// for minutes (`cluster_sim --swim-size 8`), so the driver raises it as the
+/// cluster grows, and never lowers it: timers are left alone.
+pub fn dissemination_for(swim: &foca::Config, cluster_size: usize) -> Option<foca::Config> {
+    let size = u32::try_from(cluster_size).unwrap_or(u32::MAX);
+    let needed = lan_swim_config(size).max_transmissions;
+    (needed > swim.max_transmissions).then(|| foca::Config {
+        max_transmissions: needed,
+        ..swim.clone()
+    })
 }
 
 /// Worst-case time for every live member to declare a crashed one down.
@@ -260,7 +278,8 @@ pub async fn start(
     );
     let driver = Driver {
         conflicts: ConflictDetector::new(&cfg.node_id, addr),
-        foca: Foca::new(identity, cfg.swim, rand::make_rng(), ProtoCodec),
+        foca: Foca::new(identity, cfg.swim.clone(), rand::make_rng(), ProtoCodec),
+        swim: cfg.swim,
         runtime: AccumulatingRuntime::new(),
         timers: BinaryHeap::new(),
         socket,
@@ -368,6 +387,17 @@ mod tests {
         let swim = lan_swim_config(8);
         assert_eq!(failure_detection_bound(&swim, 3), Duration::from_secs(10));
         assert_eq!(failure_detection_bound(&swim, 5), Duration::from_secs(14));
+    }
+
+    #[test]
+    fn dissemination_grows_with_the_cluster_and_never_shrinks() {
+        let small = lan_swim_config(8);
+        assert_eq!(small.max_transmissions.get(), 3);
+        assert!(dissemination_for(&small, 3).is_none());
+        let large = dissemination_for(&small, 1000).expect("1,000 members need more");
+        assert_eq!(large.max_transmissions.get(), 12);
+        assert_eq!(large.suspect_to_down_after, small.suspect_to_down_after);
+        assert!(dissemination_for(&large, 100).is_none());
     }
 
     #[test]

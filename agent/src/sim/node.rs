@@ -11,7 +11,7 @@ use rand::{rngs::StdRng, SeedableRng};
 
 use super::Traffic;
 use crate::{
-    membership::{NodeIdentity, ProtoCodec},
+    membership::{self, NodeIdentity, ProtoCodec},
     ownership::{self, GroupSpec},
 };
 
@@ -21,6 +21,9 @@ pub(super) type Owners = BTreeMap<String, Option<String>>;
 pub(super) struct SimNode {
     pub(super) foca: Foca<NodeIdentity, ProtoCodec, StdRng, NoCustomBroadcast>,
     pub(super) runtime: AccumulatingRuntime<NodeIdentity>,
+    /// The config `foca` runs with, re-sized as the view grows, as the
+    /// membership driver does.
+    swim: foca::Config,
     pub(super) alive: bool,
     pub(super) traffic: Traffic,
     /// When this node saw each live peer come up (virtual ms): the election's
@@ -38,8 +41,14 @@ pub(super) struct SimNode {
 impl SimNode {
     pub(super) fn new(identity: NodeIdentity, swim: foca::Config, seed: u64) -> Self {
         Self {
-            foca: Foca::new(identity, swim, StdRng::seed_from_u64(seed), ProtoCodec),
+            foca: Foca::new(
+                identity,
+                swim.clone(),
+                StdRng::seed_from_u64(seed),
+                ProtoCodec,
+            ),
             runtime: AccumulatingRuntime::new(),
+            swim,
             alive: false,
             traffic: Traffic::default(),
             up_since: HashMap::new(),
@@ -67,6 +76,7 @@ impl SimNode {
                 OwnedNotification::MemberUp(id) => {
                     self.up_since.insert(id.addr, now_ms);
                     self.stale = true;
+                    self.fit_dissemination();
                 }
                 OwnedNotification::MemberDown(id) => {
                     self.up_since.remove(&id.addr);
@@ -75,6 +85,15 @@ impl SimNode {
                 OwnedNotification::Rename(..) => self.stale = true,
                 _ => {}
             }
+        }
+    }
+
+    fn fit_dissemination(&mut self) {
+        if let Some(swim) = membership::dissemination_for(&self.swim, self.foca.num_members() + 1) {
+            self.foca
+                .set_config(swim.clone())
+                .expect("foca accepts a new max_transmissions");
+            self.swim = swim;
         }
     }
 

@@ -1,7 +1,8 @@
 //! The IPVS benchmark in the VM: `lvs-lab-guest ipvs-bench` (the agent's
-//! reconcile path against `ipvsadm -R`, see [`crate::ipvs_bench`]) in its own
+//! reconciler against `ipvsadm`, see [`crate::ipvs_bench`]) in its own
 //! process, then `lvs-agent run` itself on a config of the same size: time to
-//! converge and its memory. `ipvs_bench` is the full 10,000 × 4 run,
+//! converge, its memory while it checks for drift every second, and how fast
+//! it stops on SIGTERM in the middle of a check. `ipvs_bench` is the full 10,000 × 4 run,
 //! `ipvs_bench_smoke` a small one for CI. Figures are reported, never asserted;
 //! the checks are on write counts and on the state reached.
 use crate::ipvs_bench::desired;
@@ -30,7 +31,7 @@ fn run(ctx: &mut Ctx, services: u32) -> Result<()> {
     ctx.check(
         ran.success(),
         format!(
-            "ipvs-bench {services}x{DESTS}: writes as planned (cold {} , no-op 0, one weight 1, removal {}) {}",
+            "ipvs-bench {services}x{DESTS}: writes as planned (cold {}, no-op 0, drift checks 0, one weight 1, removal {}) {}",
             services * (1 + DESTS),
             services.min(1000),
             ran.stderr.trim()
@@ -48,7 +49,8 @@ fn run(ctx: &mut Ctx, services: u32) -> Result<()> {
 }
 
 /// `lvs-agent run` on `services` × [`DESTS`]: time from start until ipvsadm lists
-/// all of it, then the agent's memory after a few more reconcile periods.
+/// all of it, the agent's memory after a few more drift checks, then the time
+/// from SIGTERM to its exit.
 fn agent_at_size(ctx: &mut Ctx, services: u32) -> Result<()> {
     let config = std::env::temp_dir().join("ipvs-bench.toml");
     std::fs::write(&config, config_toml(services)?)?;
@@ -68,7 +70,7 @@ fn agent_at_size(ctx: &mut Ctx, services: u32) -> Result<()> {
             took.as_secs_f64()
         ),
     )?;
-    // A few reconcile periods at full size (each a full dump and a plan).
+    // A few drift checks at full size (each a full read and a plan).
     std::thread::sleep(Duration::from_secs(8));
     agent.check_alive(ctx)?;
     let (rss, hwm) = agent.memory_kib()?;
@@ -76,7 +78,14 @@ fn agent_at_size(ctx: &mut Ctx, services: u32) -> Result<()> {
         "lvs-agent at {services}x{DESTS}: VmRSS {rss} KiB, VmHWM {hwm} KiB"
     ));
     ctx.check(counts()? == want, "the state is still complete")?;
-    agent.stop(ctx)
+    // A drift check is running or due within the second.
+    let stopping = Instant::now();
+    agent.stop(ctx)?;
+    ctx.sh.note(format!(
+        "lvs-agent at {services}x{DESTS}: SIGTERM to exit (and log read) {:.2} s",
+        stopping.elapsed().as_secs_f64()
+    ));
+    Ok(())
 }
 
 /// (services, real servers) as `ipvsadm -S -n` lists them.
@@ -89,7 +98,7 @@ fn counts() -> Result<(usize, usize)> {
     Ok((n("-A"), n("-a")))
 }
 
-/// The bench's desired state as an agent config (1 s reconcile period).
+/// The bench's desired state as an agent config (1 s drift check period).
 fn config_toml(services: u32) -> Result<String> {
     let mut out = String::from(
         "[node]\nid = \"lb1\"\ninterface = \"eth0\"\naddress = \"172.16.0.10\"\nsyncid = 1\n\

@@ -10,7 +10,7 @@ use crate::ipvs::tests::{arb_destination, arb_service};
 
 /// An in-memory kernel: what each op does to the table, refusing what IPVS refuses
 /// (a duplicate add, a change to something missing).
-type Table = BTreeMap<ServiceKey, (Service, BTreeMap<SocketAddr, Destination>)>;
+pub(crate) type Table = BTreeMap<ServiceKey, (Service, BTreeMap<SocketAddr, Destination>)>;
 
 fn dests_of<'t>(
     table: &'t mut Table,
@@ -22,7 +22,7 @@ fn dests_of<'t>(
         .ok_or_else(|| format!("no service {k}"))
 }
 
-fn apply(table: &mut Table, op: &Op) -> Result<(), String> {
+pub(crate) fn apply(table: &mut Table, op: &Op) -> Result<(), String> {
     let service = dests_of;
     match op {
         Op::AddService(s) => {
@@ -57,7 +57,7 @@ fn apply(table: &mut Table, op: &Op) -> Result<(), String> {
     Ok(())
 }
 
-fn table_of(state: &[VirtualService]) -> Table {
+pub(crate) fn table_of(state: &[VirtualService]) -> Table {
     state
         .iter()
         .map(|v| {
@@ -67,7 +67,7 @@ fn table_of(state: &[VirtualService]) -> Table {
         .collect()
 }
 
-fn state_of(table: &Table) -> Vec<VirtualService> {
+pub(crate) fn state_of(table: &Table) -> Vec<VirtualService> {
     table
         .values()
         .map(|(s, d)| VirtualService {
@@ -134,14 +134,14 @@ fn arb_vs(local: bool) -> impl Strategy<Value = VirtualService> {
 }
 
 /// Unique keys, as in the kernel and in a validated config.
-fn arb_state(local: bool) -> impl Strategy<Value = Vec<VirtualService>> {
+pub(crate) fn arb_state(local: bool) -> impl Strategy<Value = Vec<VirtualService>> {
     proptest::collection::vec(arb_vs(local), 0..6).prop_map(|v| {
         let by_key: BTreeMap<_, _> = v.into_iter().map(|s| (s.service.key, s)).collect();
         by_key.into_values().collect()
     })
 }
 
-fn arb_scope() -> impl Strategy<Value = Scope> {
+pub(crate) fn arb_scope() -> impl Strategy<Value = Scope> {
     (
         subsequence(
             vec![
