@@ -1,8 +1,9 @@
 //! The agent's run loop (`lvs-agent run`): one task that reacts to the periodic
 //! drift check, SIGHUP (reload the config files), ownership changes and
-//! SIGTERM/SIGINT (exit). Each reaction runs the stages in order; today the IPVS
-//! stage (services, sync daemons, sysctls). The cluster stage (membership, VIP
-//! ownership, VRRP) will sit before it and drive `owns_any`.
+//! SIGTERM/SIGINT (exit). The cluster stage (membership, heartbeats, VIP ownership,
+//! VRRP; only when the cluster has VIP groups) starts first, runs as its own task and
+//! drives `owns_any`; the loop applies the IPVS stage (services, sync daemons,
+//! sysctls), hands reloads to the cluster task, and on exit releases its VIP groups.
 //!
 //! A config change is applied against the kernel state the agent last read or
 //! wrote (no read: its writes alone); every `node.reconcile_interval` a drift

@@ -12,7 +12,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use lvs_agent::ownership::{elect, GroupSpec, Member};
-use support::bridge_lab::{wait_for, Lab};
+use support::bridge_lab::Lab;
+use support::netns::poll;
 
 const GROUPS: usize = 12;
 const NET: &str = "198.51.100.";
@@ -193,7 +194,7 @@ fn statuses(lab: &Lab, nodes: &[usize]) -> String {
 /// Waits until the nodes in `nodes` hold exactly the election's layout.
 fn converge(lab: &Lab, nodes: &[usize], what: &str) {
     let want = pad(expected(nodes), lab.nodes());
-    let reached = wait_for(DEADLINE, || (layout(lab, nodes) == want).then_some(()));
+    let reached = poll(DEADLINE, || (layout(lab, nodes) == want).then_some(()));
     assert!(
         reached.is_some(),
         "{what}: wanted {want:?}, have {:?}\n{}",
@@ -214,7 +215,7 @@ fn three_agents_converge_fail_over_and_take_back() {
     converge(&lab, &[1, 2, 3], "3 agents at start");
 
     // lb2 learns g1's holder from its adverts or once the preempt delay has passed.
-    let status = wait_for(DEADLINE, || {
+    let status = poll(DEADLINE, || {
         let text = lab.status(2);
         text.contains("group g1 owner lb1 not-held").then_some(text)
     });
@@ -225,7 +226,7 @@ fn three_agents_converge_fail_over_and_take_back() {
 
     // A crash leaves lb1's VIPs on its interface; the survivors take its groups.
     lab.kill(1);
-    let moved = wait_for(DEADLINE, || {
+    let moved = poll(DEADLINE, || {
         let l = layout(&lab, &[2, 3]);
         every_vip_exactly_once(&l).then_some(l)
     });
@@ -257,7 +258,7 @@ fn five_agents_converge_and_a_joined_sixth_takes_its_share() {
     let six = lab.add_node();
     let node6 = lab.write("lb6.toml", &node_toml(&lab, six, &[]));
     lab.start(six, &node6, &f.cluster);
-    let alone = wait_for(DEADLINE, || {
+    let alone = poll(DEADLINE, || {
         (lab.addrs_in(six, NET).len() == GROUPS).then_some(())
     });
     assert!(
@@ -299,7 +300,7 @@ fn a_partition_heals_to_one_owner_per_group() {
          add chain inet cut in { type filter hook input priority 0; policy drop; }; \
          add chain inet cut out { type filter hook output priority 0; policy drop; }",
     );
-    let split = wait_for(DEADLINE, || {
+    let split = poll(DEADLINE, || {
         let majority = layout(&lab, &[1, 2]);
         (every_vip_exactly_once(&majority) && lab.addrs_in(3, NET).len() == GROUPS).then_some(())
     });
@@ -341,7 +342,7 @@ fn an_ipv6_group_has_one_holder_and_agents_are_no_foreign_masters() {
     // The backups hear the owner's adverts from its link-local address: known from
     // gossip, they are an agent's, never a foreign master's.
     let all = [1, 2, 3];
-    let owner = wait_for(DEADLINE, || sole_owner(&lab, &all, "v6", NET6));
+    let owner = poll(DEADLINE, || sole_owner(&lab, &all, "v6", NET6));
     let Some(owner) = owner else {
         panic!(
             "one IPv6 owner: holders {:?}\n{}\n{}",
@@ -359,7 +360,7 @@ fn an_ipv6_group_has_one_holder_and_agents_are_no_foreign_masters() {
     // The crashed owner keeps its VIP on its interface; one survivor takes the group.
     lab.kill(owner);
     let survivors: Vec<usize> = all.into_iter().filter(|&i| i != owner).collect();
-    let next = wait_for(DEADLINE, || sole_owner(&lab, &survivors, "v6", NET6));
+    let next = poll(DEADLINE, || sole_owner(&lab, &survivors, "v6", NET6));
     assert!(
         next.is_some(),
         "after killing lb{owner}: holders {:?}\n{}\n{}",
@@ -394,7 +395,7 @@ fn an_owner_losing_its_uplink_releases_and_rejoins() {
 
     // Cut off, lb1 gives its groups up; the others see it unreachable and take them.
     lab.set_link(1, false);
-    let moved = wait_for(DEADLINE, || {
+    let moved = poll(DEADLINE, || {
         let gone = [2, 3]
             .iter()
             .all(|&i| lab.status(i).contains("member lb1 192.0.2.1:7946 down"));
@@ -449,7 +450,7 @@ fn sighup_adds_a_group_and_a_broken_file_is_rejected() {
     lab.write("cluster.toml", &with_extra);
     all.iter().for_each(|&i| lab.signal(i, "HUP"));
     let want = expected(&all);
-    let added = wait_for(DEADLINE, || {
+    let added = poll(DEADLINE, || {
         let mut now = layout(&lab, &all);
         let holders: Vec<usize> = all
             .into_iter()
@@ -483,7 +484,7 @@ fn sighup_adds_a_group_and_a_broken_file_is_rejected() {
         ),
     );
     all.iter().for_each(|&i| lab.signal(i, "HUP"));
-    let rejected = wait_for(DEADLINE, || {
+    let rejected = poll(DEADLINE, || {
         all.iter()
             .all(|&i| lab.log_text(i).contains("reload rejected"))
             .then_some(())
@@ -525,7 +526,7 @@ fn start_heir_lab(tag: &str) -> Option<Lab> {
     for i in 1..=3 {
         lab.start(i, &f.nodes[&i], &f.cluster);
     }
-    let owner = wait_for(DEADLINE, || {
+    let owner = poll(DEADLINE, || {
         sole_owner(&lab, &[1, 2, 3], "hb", NET).filter(|&o| o == 1)
     });
     assert!(owner.is_some(), "lb1 owns hb: {}", lab.logs());
@@ -546,7 +547,7 @@ fn the_heir_takes_over_on_heartbeat_silence_before_swim_declares_the_owner_down(
         return;
     };
     lab.kill(1);
-    let down = wait_for(DEADLINE, || {
+    let down = poll(DEADLINE, || {
         let log = lab.log_text(2);
         line_of(&log, &["MemberDown", "\"lb1\""]).map(|at| (log, at))
     });
@@ -559,7 +560,7 @@ fn the_heir_takes_over_on_heartbeat_silence_before_swim_declares_the_owner_down(
         silence.is_some_and(|s| acquired.is_some_and(|a| s < a && a < swim_down)),
         "lb2 takes hb on heartbeat silence, before SWIM's verdict\n{log}"
     );
-    let held = wait_for(DEADLINE, || sole_owner(&lab, &[2, 3], "hb", NET));
+    let held = poll(DEADLINE, || sole_owner(&lab, &[2, 3], "hb", NET));
     assert_eq!(held, Some(2), "{}", lab.logs());
 }
 
@@ -575,7 +576,7 @@ fn lost_heartbeats_from_a_live_owner_settle_on_one_holder_without_flapping() {
          add chain inet hb out { type filter hook output priority 0; }; \
          add rule inet hb out ip daddr 192.0.2.2 udp dport 7946 drop",
     );
-    let presumed = wait_for(DEADLINE, || {
+    let presumed = poll(DEADLINE, || {
         let log = lab.log_text(2);
         let silence = line_of(&log, &["heartbeat silence", "lb1"])?;
         let refuted = line_of(&log, &["still advertises", "lb1"])?;
@@ -586,14 +587,14 @@ fn lost_heartbeats_from_a_live_owner_settle_on_one_holder_without_flapping() {
         "lb2 presumes lb1 down, then sees its adverts\n{}",
         lab.logs()
     );
-    let settled = wait_for(DEADLINE, || {
+    let settled = poll(DEADLINE, || {
         (holders(&lab, &[1, 2, 3], NET) == [1]).then_some(())
     });
     assert!(settled.is_some(), "lb1 alone holds hb\n{}", lab.logs());
 
     std::thread::sleep(Duration::from_secs(3));
     lab.nft(1, "delete table inet hb");
-    let healed = wait_for(DEADLINE, || sole_owner(&lab, &[1, 2, 3], "hb", NET));
+    let healed = poll(DEADLINE, || sole_owner(&lab, &[1, 2, 3], "hb", NET));
     assert_eq!(healed, Some(1), "{}", lab.logs());
     for _ in 0..20 {
         std::thread::sleep(Duration::from_millis(200));

@@ -4,14 +4,15 @@
 //! MASTER STATE"). Generous deadlines, no timing assertions except the safety
 //! window of `one_address_one_holder_outside_transitions`. Needs root and keepalived.
 
-mod bridge_lab;
+mod support;
 
 use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use bridge_lab::{keepalived_global, wait_for, Instance, Lab, Pid, VIP};
+use support::keepalived_lab::{keepalived_global, Instance, Lab, Pid, VIP};
+use support::netns::wait_for;
 
 const LIMIT: Duration = Duration::from_secs(60);
 const AGENTS: [&str; 2] = ["a1", "a2"];

@@ -2,6 +2,8 @@
 //! joined by a veth pair (`eth0` on both sides), with 192.0.2.0/24 and 2001:db8::/64
 //! and no route out. Needs root; skipped (with a message) otherwise.
 
+mod support;
+
 use std::collections::BTreeSet;
 use std::io::Read;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
@@ -21,21 +23,11 @@ use netns::Pair;
 mod netns {
     use std::fs::File;
     use std::future::Future;
-    use std::process::Command;
     use std::thread::JoinHandle;
 
     use nix::sched::CloneFlags;
 
-    fn ip(args: &[&str]) -> String {
-        let out = Command::new("ip").args(args).output().expect("run ip");
-        assert!(
-            out.status.success(),
-            "ip {}: {}",
-            args.join(" "),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    }
+    use crate::support::netns::{add_ns, del_ns, ip, is_root};
 
     /// Two namespaces `a` and `b`, deleted on drop even when the test panics.
     pub struct Pair {
@@ -46,8 +38,7 @@ mod netns {
     impl Pair {
         /// `None` when not root: creating namespaces needs CAP_SYS_ADMIN.
         pub fn new(tag: &str) -> Option<Pair> {
-            if !nix::unistd::geteuid().is_root() {
-                eprintln!("skipping: network namespace tests need root");
+            if !is_root() {
                 return None;
             }
             let id = std::process::id();
@@ -56,13 +47,9 @@ mod netns {
                 b: format!("lvsvip-{id}-{tag}-b"),
             };
             for ns in [&pair.a, &pair.b] {
-                ip(&["netns", "add", ns]);
-                // Link-local addresses usable at once: no DAD wait in tests.
-                for conf in ["all", "default"] {
-                    let key = format!("net.ipv6.conf.{conf}.accept_dad=0");
-                    pair.exec(ns, &["sysctl", "-qw", &key]);
-                }
-                ip(&["-n", ns, "link", "set", "lo", "up"]);
+                add_ns(ns);
+                // Link-local addresses usable at once: no DAD wait on any link either.
+                pair.exec(ns, &["sysctl", "-qw", "net.ipv6.conf.all.accept_dad=0"]);
             }
             ip(&[
                 "-n", &pair.a, "link", "add", "eth0", "type", "veth", "peer", "name", "eth0",
@@ -115,7 +102,7 @@ mod netns {
     impl Drop for Pair {
         fn drop(&mut self) {
             for ns in [&self.a, &self.b] {
-                let _ = Command::new("ip").args(["netns", "del", ns]).status();
+                del_ns(ns);
             }
         }
     }

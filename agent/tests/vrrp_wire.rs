@@ -7,13 +7,14 @@
 //! sender's interface MAC (keepalived's default without use_vmac), and the two
 //! daemons' adverts must agree field by field. Needs root, keepalived, tcpdump.
 
-mod bridge_lab;
+mod support;
 
 use std::collections::BTreeSet;
 use std::net::Ipv4Addr;
 use std::time::Duration;
 
-use bridge_lab::{keepalived_global, wait_for, Instance, Lab};
+use support::keepalived_lab::{keepalived_global, Instance, Lab};
+use support::netns::wait_for;
 
 /// What must match between the two daemons, per vrid.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]

@@ -303,7 +303,7 @@ pub fn with_planner(services: u32, dests: u32, scratch: &std::path::Path) -> Res
     // ipvsadm's side: this thread (and the ipvsadm it starts) leaves the
     // namespace it was started in untouched.
     own_namespace()?;
-    let (rss_before, _) = own_memory_kib()?;
+    let (rss_before, _) = memory_kib("self")?;
     let scope = Scope {
         addrs: desired(services, dests)
             .iter()
@@ -316,7 +316,7 @@ pub fn with_planner(services: u32, dests: u32, scratch: &std::path::Path) -> Res
     };
     let mut agent = InProcess::start(scope)?;
     let steps = run(services, dests, &mut agent, scratch)?;
-    let (rss, hwm) = own_memory_kib()?;
+    let (rss, hwm) = memory_kib("self")?;
     drop(agent);
     let share =
         |i: usize| 100.0 * steps[i].agent.as_secs_f64() / steps[0].agent.as_secs_f64().max(1e-6);
@@ -366,16 +366,17 @@ pub fn table(steps: &[Step]) -> String {
     out
 }
 
-/// `VmRSS` and `VmHWM` of this process, in KiB.
-pub fn own_memory_kib() -> Result<(u64, u64)> {
-    let status = std::fs::read_to_string("/proc/self/status")?;
+/// `VmRSS` and `VmHWM` in KiB of the process `/proc/<pid>` names (`"self"` or a pid).
+pub fn memory_kib(pid: &str) -> Result<(u64, u64)> {
+    let path = format!("/proc/{pid}/status");
+    let status = std::fs::read_to_string(&path).with_context(|| format!("read {path}"))?;
     let field = |name: &str| -> Result<u64> {
         status
             .lines()
             .find_map(|l| l.strip_prefix(name))
             .and_then(|v| v.split_whitespace().next())
             .and_then(|v| v.parse().ok())
-            .with_context(|| format!("no {name} in /proc/self/status"))
+            .with_context(|| format!("no {name} in {path}"))
     };
     Ok((field("VmRSS:")?, field("VmHWM:")?))
 }

@@ -9,32 +9,8 @@ use std::fs;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
 
-pub fn ip(args: &[&str]) -> String {
-    let out = Command::new("ip").args(args).output().expect("run ip");
-    assert!(
-        out.status.success(),
-        "ip {}: {}",
-        args.join(" "),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-/// Polls `check` every 100 ms until it returns `Some` or `deadline` passes.
-pub fn wait_for<T>(deadline: Duration, mut check: impl FnMut() -> Option<T>) -> Option<T> {
-    let end = Instant::now() + deadline;
-    loop {
-        if let Some(value) = check() {
-            return Some(value);
-        }
-        if Instant::now() > end {
-            return None;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
+use super::netns::{add_bridge_ns, add_ns, del_ns, ip, is_root, plug};
 
 pub struct Lab {
     prefix: String,
@@ -46,8 +22,7 @@ pub struct Lab {
 impl Lab {
     /// `None` when not root (namespaces need CAP_SYS_ADMIN).
     pub fn new(tag: &str, nodes: usize) -> Option<Lab> {
-        if !nix::unistd::geteuid().is_root() {
-            eprintln!("skipping: network namespace tests need root");
+        if !is_root() {
             return None;
         }
         let prefix = format!("lvsc-{}-{tag}", std::process::id());
@@ -59,10 +34,7 @@ impl Lab {
             nodes: 0,
             agents: Vec::new(),
         };
-        let br = lab.bridge_ns();
-        ip(&["netns", "add", &br]);
-        ip(&["-n", &br, "link", "add", "br0", "type", "bridge"]);
-        ip(&["-n", &br, "link", "set", "br0", "up"]);
+        add_bridge_ns(&lab.bridge_ns());
         for _ in 0..nodes {
             lab.add_node();
         }
@@ -85,14 +57,8 @@ impl Lab {
         let i = self.nodes;
         let (ns, br) = (self.ns(i), self.bridge_ns());
         let port = format!("p{i}");
-        ip(&["netns", "add", &ns]);
-        // Before eth0 exists, so that it inherits the setting.
-        self.exec(i, &["sysctl", "-qw", "net.ipv6.conf.default.accept_dad=0"]);
-        ip(&["-n", &ns, "link", "set", "lo", "up"]);
-        ip(&[
-            "-n", &ns, "link", "add", "eth0", "type", "veth", "peer", "name", &port, "netns", &br,
-        ]);
-        ip(&["-n", &br, "link", "set", &port, "master", "br0", "up"]);
+        add_ns(&ns);
+        plug(&ns, &format!("02:00:00:00:00:{i:02x}"), &br, &port);
         ip(&[
             "-n",
             &ns,
@@ -113,21 +79,6 @@ impl Lab {
         ]);
         ip(&["-n", &ns, "link", "set", "eth0", "up"]);
         i
-    }
-
-    /// Runs `command` in node `i`'s namespace; it must succeed.
-    fn exec(&self, i: usize, command: &[&str]) {
-        let out = Command::new("ip")
-            .args(["netns", "exec", &self.ns(i)])
-            .args(command)
-            .output()
-            .expect("run ip netns exec");
-        assert!(
-            out.status.success(),
-            "{}: {}",
-            command.join(" "),
-            String::from_utf8_lossy(&out.stderr)
-        );
     }
 
     /// Sets node `i`'s eth0 up or down.
@@ -290,13 +241,9 @@ impl Drop for Lab {
             self.kill(i);
         }
         for i in 1..=self.nodes {
-            let _ = Command::new("ip")
-                .args(["netns", "del", &self.ns(i)])
-                .status();
+            del_ns(&self.ns(i));
         }
-        let _ = Command::new("ip")
-            .args(["netns", "del", &self.bridge_ns()])
-            .status();
+        del_ns(&self.bridge_ns());
         if std::env::var_os("LVS_KEEP_LAB").is_none() {
             let _ = fs::remove_dir_all(&self.dir);
         }

@@ -78,16 +78,7 @@ impl Agent {
 
     /// `VmRSS` and `VmHWM` of the agent in KiB.
     pub fn memory_kib(&self) -> Result<(u64, u64)> {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid()))?;
-        let field = |name: &str| -> Result<u64> {
-            status
-                .lines()
-                .find_map(|l| l.strip_prefix(name))
-                .and_then(|v| v.split_whitespace().next())
-                .and_then(|v| v.parse().ok())
-                .with_context(|| format!("no {name} in /proc/{}/status", self.pid()))
-        };
-        Ok((field("VmRSS:")?, field("VmHWM:")?))
+        crate::ipvs_bench::memory_kib(&self.pid().to_string())
     }
 
     /// SIGKILL, as a crash would; the log tail goes into the transcript.

@@ -4,7 +4,6 @@
 //! 192.0.2.N/24 with MAC 02:00:00:00:00:0N. No route out. Processes are started
 //! in their own process group; dropping the lab SIGKILLs every group and deletes
 //! the namespaces, even when the test panics. Needs root.
-#![allow(dead_code)] // each test binary uses part of it
 
 use std::fs;
 use std::os::unix::process::CommandExt as _;
@@ -12,21 +11,9 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-pub const VIP: &str = "192.0.2.100";
+use super::netns::{add_bridge_ns, add_ns, del_ns, ip, is_root, plug};
 
-fn run(program: &str, args: &[&str]) -> String {
-    let out = Command::new(program)
-        .args(args)
-        .output()
-        .unwrap_or_else(|e| panic!("run {program}: {e}"));
-    assert!(
-        out.status.success(),
-        "{program} {}: {}",
-        args.join(" "),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
+pub const VIP: &str = "192.0.2.100";
 
 pub struct Lab {
     prefix: String,
@@ -42,8 +29,7 @@ pub struct Pid(pub u32);
 impl Lab {
     /// `None` (after a message) when not root.
     pub fn new(tag: &str, nodes: &[&str]) -> Option<Lab> {
-        if !nix::unistd::geteuid().is_root() {
-            eprintln!("skipping: namespace tests need root");
+        if !is_root() {
             return None;
         }
         let prefix = format!("lvl{}{tag}", std::process::id());
@@ -56,52 +42,21 @@ impl Lab {
             children: Vec::new(),
         };
         let br = lab.ns("br");
-        run("ip", &["netns", "add", &br]);
-        run(
-            "ip",
-            &[
-                "-n",
-                &br,
-                "link",
-                "add",
-                "br0",
-                "type",
-                "bridge",
-                "mcast_snooping",
-                "0",
-            ],
-        );
-        run("ip", &["-n", &br, "link", "set", "br0", "up"]);
-        for (i, node) in nodes.iter().enumerate() {
+        add_bridge_ns(&br);
+        for node in nodes {
             let ns = lab.ns(node);
-            let mac = format!("02:00:00:00:00:{:02x}", i + 1);
-            let port = format!("p-{node}");
-            run("ip", &["netns", "add", &ns]);
-            run("ip", &["-n", &ns, "link", "set", "lo", "up"]);
-            run(
-                "ip",
-                &[
-                    "-n", &ns, "link", "add", "eth0", "address", &mac, "type", "veth", "peer",
-                    "name", &port, "netns", &br,
-                ],
-            );
-            run(
-                "ip",
-                &["-n", &br, "link", "set", &port, "master", "br0", "up"],
-            );
-            run(
-                "ip",
-                &[
-                    "-n",
-                    &ns,
-                    "addr",
-                    "add",
-                    &format!("{}/24", lab.addr(node)),
-                    "dev",
-                    "eth0",
-                ],
-            );
-            run("ip", &["-n", &ns, "link", "set", "eth0", "up"]);
+            add_ns(&ns);
+            plug(&ns, &lab.mac(node), &br, &format!("p-{node}"));
+            ip(&[
+                "-n",
+                &ns,
+                "addr",
+                "add",
+                &format!("{}/24", lab.addr(node)),
+                "dev",
+                "eth0",
+            ]);
+            ip(&["-n", &ns, "link", "set", "eth0", "up"]);
         }
         Some(lab)
     }
@@ -189,19 +144,16 @@ impl Lab {
 
     /// Whether `addr` is configured on `node`'s eth0.
     pub fn has_addr(&self, node: &str, addr: &str) -> bool {
-        let out = run(
-            "ip",
-            &[
-                "-n",
-                &self.ns(node),
-                "-4",
-                "-o",
-                "addr",
-                "show",
-                "dev",
-                "eth0",
-            ],
-        );
+        let out = ip(&[
+            "-n",
+            &self.ns(node),
+            "-4",
+            "-o",
+            "addr",
+            "show",
+            "dev",
+            "eth0",
+        ]);
         out.split_whitespace()
             .any(|w| w.split('/').next() == Some(addr))
     }
@@ -267,9 +219,7 @@ impl Drop for Lab {
             let _ = child.wait();
         }
         for node in self.nodes.iter().map(String::as_str).chain(["br"]) {
-            let _ = Command::new("ip")
-                .args(["netns", "del", &self.ns(node)])
-                .status();
+            del_ns(&self.ns(node));
         }
         if !std::thread::panicking() {
             let _ = fs::remove_dir_all(&self.dir);
@@ -277,18 +227,6 @@ impl Drop for Lab {
             eprintln!("lab logs kept in {}", self.dir.display());
         }
     }
-}
-
-/// Polls `check` every 50 ms until it holds; panics with `what` after `limit`.
-pub fn wait_for(limit: Duration, what: &str, mut check: impl FnMut() -> bool) {
-    let deadline = Instant::now() + limit;
-    while Instant::now() < deadline {
-        if check() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    panic!("timed out after {limit:?} waiting for {what}");
 }
 
 /// keepalived VRRP instance text (IPv4).
