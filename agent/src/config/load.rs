@@ -1,12 +1,13 @@
-//! Loading: TOML file (syntax errors with line and column) merged with `LVS_*`
-//! environment overrides by figment, then deserialized with key paths on errors.
+//! Loading: TOML file (syntax errors with line and column) parsed straight into
+//! figment's value tree, `LVS_*` environment overrides read by figment and merged into
+//! it, then deserialized with key paths on errors.
 
 use super::error::{ConfigError, ConfigErrors, Location};
 use super::model::{ClusterConfig, Config, ConfigFile};
 use super::validate::validate;
 use figment::error::Kind;
-use figment::providers::{Env, Serialized};
-use figment::value::Value;
+use figment::providers::Env;
+use figment::value::{Dict, Value};
 use figment::Figment;
 use std::path::Path;
 
@@ -32,15 +33,14 @@ pub fn parse(text: &str) -> Result<Config, ConfigErrors> {
 /// environment overrides and validation apply to the whole. Errors about one file
 /// (unreadable, TOML syntax, a table it repeats) start with its path.
 pub fn load_all<P: AsRef<Path>>(paths: &[P]) -> Result<Config, ConfigErrors> {
-    let mut merged = toml::Table::new();
+    let mut merged = Dict::new();
     let mut origin = std::collections::BTreeMap::new();
     for path in paths {
         let path = path.as_ref();
         let in_file = |e: ConfigError| ConfigError::file(format!("{}: {e}", path.display()));
         let text = std::fs::read_to_string(path)
             .map_err(|e| in_file(ConfigError::file(format!("cannot read: {e}"))))?;
-        let table: toml::Table =
-            toml::from_str(&text).map_err(|e| in_file(syntax_error(&text, &e)))?;
+        let table: Dict = toml::from_str(&text).map_err(|e| in_file(syntax_error(&text, &e)))?;
         for (key, value) in table {
             if let Some(first) = origin.insert(key.clone(), path) {
                 return Err(in_file(ConfigError::at(
@@ -66,20 +66,20 @@ fn from_toml(text: &str, with_env: bool) -> Result<Config, ConfigErrors> {
     }
 }
 
-fn build_table(table: toml::Table, with_env: bool) -> Result<Config, ConfigErrors> {
-    let mut figment = Figment::from(Serialized::defaults(table));
+fn build_table(mut table: Dict, with_env: bool) -> Result<Config, ConfigErrors> {
     if with_env {
         // Only nested keys: every top-level key is a table, and this keeps unrelated
         // `LVS_*` variables (e.g. of the lab harness) out of the config.
-        figment = figment.merge(
+        let overrides: Dict = Figment::from(
             Env::prefixed(ENV_PREFIX)
                 .filter(|k| k.as_str().contains(ENV_SPLIT))
                 .split(ENV_SPLIT),
-        );
-    }
-    let value: Value = figment
+        )
         .extract()
         .map_err(|e| ConfigError::file(e.kind.to_string()))?;
+        merge(&mut table, overrides);
+    }
+    let value = Value::from(table);
     let file: ConfigFile = serde_path_to_error::deserialize(&value).map_err(|e| {
         let path = e.path().to_string();
         let reason = readable(e.into_inner().kind);
@@ -89,12 +89,28 @@ fn build_table(table: toml::Table, with_env: bool) -> Result<Config, ConfigError
             ConfigError::at(path, reason)
         }
     })?;
+    drop(value);
     let config = assemble(file)?;
     let errors = validate(&config);
     if errors.is_empty() {
         Ok(config)
     } else {
         Err(ConfigErrors(errors))
+    }
+}
+
+/// Figment's merge in place: an override replaces the file's value, except that two
+/// tables merge key by key. Giving figment the file too would cost two more copies of
+/// its whole tree (the provider's, and the merged one `extract` clones), which for a
+/// large cluster file is most of the load's peak memory.
+fn merge(into: &mut Dict, overrides: Dict) {
+    for (key, value) in overrides {
+        match (into.get_mut(&key), value) {
+            (Some(Value::Dict(_, old)), Value::Dict(_, new)) => merge(old, new),
+            (_, value) => {
+                into.insert(key, value);
+            }
+        }
     }
 }
 
@@ -175,6 +191,8 @@ fn name_env_sources(mut errors: ConfigErrors) -> ConfigErrors {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use figment::providers::Serialized;
+    use proptest::prelude::*;
 
     fn files(parts: &[(&str, &str)]) -> Vec<std::path::PathBuf> {
         let dir = std::env::temp_dir().join(format!("lvs-load-all-{}", std::process::id()));
@@ -191,6 +209,31 @@ mod tests {
 
     const NODE: &str =
         "[node]\nid = \"lb1\"\ninterface = \"eth0\"\naddress = \"192.0.2.10\"\nsyncid = 1\n";
+
+    /// Small nested tables whose keys often collide, with a table or a leaf at each key.
+    fn dict() -> impl Strategy<Value = Dict> {
+        let leaf = prop_oneof![
+            any::<i64>().prop_map(Value::from),
+            "[a-z]{0,3}".prop_map(Value::from)
+        ];
+        let value = leaf.prop_recursive(3, 16, 3, |inner| {
+            prop::collection::btree_map("[abc]", inner, 0..3).prop_map(Value::from)
+        });
+        prop::collection::btree_map("[abc]", value, 0..4)
+    }
+
+    proptest! {
+        #[test]
+        fn merge_is_figments_merge(file in dict(), overrides in dict()) {
+            let by_figment: Dict = Figment::from(Serialized::defaults(&file))
+                .merge(Serialized::defaults(&overrides))
+                .extract()
+                .unwrap();
+            let mut merged = file;
+            merge(&mut merged, overrides);
+            prop_assert_eq!(merged, by_figment);
+        }
+    }
 
     #[test]
     fn load_all_merges_node_and_cluster_files() {
