@@ -54,6 +54,24 @@ fn tcp(s: &str) -> ServiceKey {
     }
 }
 
+/// The UDP service of the captured vectors: `[2001:db8::10]:53`.
+fn udp6() -> ServiceKey {
+    ServiceKey::Addr {
+        protocol: Protocol::Udp,
+        addr: sock("[2001:db8::10]:53"),
+    }
+}
+
+/// `ipvsadm -A -u [2001:db8::10]:53 -s rr -p 300 -M 64`, as the model holds it.
+fn udp6_persistent() -> Service {
+    let mut svc = Service::new(udp6(), Scheduler::Rr);
+    svc.persistence = Some(Persistence {
+        timeout_s: 300,
+        prefix_len: 64,
+    });
+    svc
+}
+
 fn assert_encodes(ours: Result<IpvsMessage, Invalid>, vector: &str) {
     let ours = ours.expect("valid request");
     assert_eq!(hex_of(&genl_bytes(&ours)), vector);
@@ -105,17 +123,7 @@ fn add_service_v4_tcp_wrr() {
 
 #[test]
 fn add_service_v6_udp_with_persistence() {
-    let mut svc = Service::new(
-        ServiceKey::Addr {
-            protocol: Protocol::Udp,
-            addr: sock("[2001:db8::10]:53"),
-        },
-        Scheduler::Rr,
-    );
-    svc.persistence = Some(Persistence {
-        timeout_s: 300,
-        prefix_len: 64,
-    });
+    let svc = udp6_persistent();
     assert_encodes(
         codec::service_request(Cmd::NewService, &svc),
         ADD_SVC_UDP6_PERSIST,
@@ -245,12 +253,8 @@ fn add_destinations() {
         dest("172.16.0.103:80", gre, 1),
         ADD_DEST_GRE,
     );
-    let udp6 = ServiceKey::Addr {
-        protocol: Protocol::Udp,
-        addr: sock("[2001:db8::10]:53"),
-    };
     let d6 = dest("[2001:db8::100]:53", Forwarding::Route, 0);
-    assert_dest_request(udp6, Cmd::NewDest, d6, ADD_DEST6_DR_W0);
+    assert_dest_request(udp6(), Cmd::NewDest, d6, ADD_DEST6_DR_W0);
 }
 
 #[test]
@@ -385,18 +389,7 @@ fn decode_service_dump() {
         prefix_len: 24,
     });
     assert_eq!(svc(SVC_DUMP_WLC), wlc);
-    let mut udp6 = Service::new(
-        ServiceKey::Addr {
-            protocol: Protocol::Udp,
-            addr: sock("[2001:db8::10]:53"),
-        },
-        Scheduler::Rr,
-    );
-    udp6.persistence = Some(Persistence {
-        timeout_s: 300,
-        prefix_len: 64,
-    });
-    assert_eq!(svc(SVC_DUMP_UDP6), udp6);
+    assert_eq!(svc(SVC_DUMP_UDP6), udp6_persistent());
     // the kernel adds IP_VS_SVC_F_HASHED (0x2): not part of the model
     let mut sh = Service::new(tcp("10.0.0.11:443"), Scheduler::Sh);
     sh.sched_flags = SchedFlags::FALLBACK.union(SchedFlags::PORT);
