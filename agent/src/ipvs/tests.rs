@@ -6,7 +6,9 @@
 
 use std::net::{IpAddr, SocketAddr};
 
-use netlink_packet_core::{Emitable, NetlinkMessage, NetlinkPayload, ParseableParametrized};
+use netlink_packet_core::{
+    DecodeError, Emitable, NetlinkMessage, NetlinkPayload, ParseableParametrized,
+};
 use netlink_packet_generic::{GenlHeader, GenlMessage};
 use proptest::prelude::*;
 
@@ -34,13 +36,17 @@ fn genl_bytes(msg: &IpvsMessage) -> Vec<u8> {
     out
 }
 
-fn parse(vector: &str) -> IpvsMessage {
-    let b = hex(vector);
+/// Parses genl header + attributes, as the kernel's bytes arrive.
+fn parse_genl(b: &[u8]) -> Result<IpvsMessage, DecodeError> {
     let header = GenlHeader {
         cmd: b[0],
         version: b[1],
     };
-    IpvsMessage::parse_with_param(&b[4..], header).expect("captured vector parses")
+    IpvsMessage::parse_with_param(&b[4..], header)
+}
+
+fn parse(vector: &str) -> IpvsMessage {
+    parse_genl(&hex(vector)).expect("captured vector parses")
 }
 
 fn sock(s: &str) -> SocketAddr {
@@ -617,12 +623,7 @@ pub(crate) fn arb_destination() -> impl Strategy<Value = Destination> {
 
 /// Re-reads an emitted request as the kernel would send it back.
 fn reparse(msg: &IpvsMessage) -> IpvsMessage {
-    let b = genl_bytes(msg);
-    let header = GenlHeader {
-        cmd: b[0],
-        version: b[1],
-    };
-    IpvsMessage::parse_with_param(&b[4..], header).expect("own output parses")
+    parse_genl(&genl_bytes(msg)).expect("own output parses")
 }
 
 proptest! {
