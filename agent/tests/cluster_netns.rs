@@ -2,7 +2,7 @@
 //! namespace, on one bridge (192.0.2.0/24 and 2001:db8::/64, VIPs 198.51.100.x and
 //! 2001:db8:100::10, no route out). State is read with `ip addr` in each namespace:
 //! every VIP must end up on exactly one node, the one the election picks. Polls with
-//! generous deadlines; asserts no timing. Needs root; skipped (with a message) otherwise.
+//! generous deadlines; asserts no timing. Needs root; fails without it.
 
 mod support;
 
@@ -205,9 +205,7 @@ fn converge(lab: &Lab, nodes: &[usize], what: &str) {
 
 #[test]
 fn three_agents_converge_fail_over_and_take_back() {
-    let Some(mut lab) = Lab::new("three", 3) else {
-        return;
-    };
+    let mut lab = Lab::new("three", 3);
     let f = files(&lab, 3, &cluster_toml());
     for i in 1..=3 {
         lab.start(i, &f.nodes[&i], &f.cluster);
@@ -245,9 +243,7 @@ fn three_agents_converge_fail_over_and_take_back() {
 
 #[test]
 fn five_agents_converge_and_a_joined_sixth_takes_its_share() {
-    let Some(mut lab) = Lab::new("join", 5) else {
-        return;
-    };
+    let mut lab = Lab::new("join", 5);
     let f = files(&lab, 5, &cluster_toml());
     for i in 1..=5 {
         lab.start(i, &f.nodes[&i], &f.cluster);
@@ -284,9 +280,7 @@ fn five_agents_converge_and_a_joined_sixth_takes_its_share() {
 
 #[test]
 fn a_partition_heals_to_one_owner_per_group() {
-    let Some(mut lab) = Lab::new("split", 3) else {
-        return;
-    };
+    let mut lab = Lab::new("split", 3);
     let f = files(&lab, 3, &cluster_toml());
     for i in 1..=3 {
         lab.start(i, &f.nodes[&i], &f.cluster);
@@ -328,9 +322,7 @@ fn a_partition_heals_to_one_owner_per_group() {
 
 #[test]
 fn an_ipv6_group_has_one_holder_and_agents_are_no_foreign_masters() {
-    let Some(mut lab) = Lab::new("six", 3) else {
-        return;
-    };
+    let mut lab = Lab::new("six", 3);
     let cluster = format!(
         "[cluster]\nname = \"lab6\"\n{}",
         group_toml("v6", 60, "2001:db8:100::10/64")
@@ -383,9 +375,7 @@ fn an_ipv6_group_has_one_holder_and_agents_are_no_foreign_masters() {
 
 #[test]
 fn an_owner_losing_its_uplink_releases_and_rejoins() {
-    let Some(mut lab) = Lab::new("uplink", 3) else {
-        return;
-    };
+    let mut lab = Lab::new("uplink", 3);
     let f = files(&lab, 3, &cluster_toml());
     for i in 1..=3 {
         lab.start(i, &f.nodes[&i], &f.cluster);
@@ -431,9 +421,7 @@ fn an_owner_losing_its_uplink_releases_and_rejoins() {
 
 #[test]
 fn sighup_adds_a_group_and_a_broken_file_is_rejected() {
-    let Some(mut lab) = Lab::new("hup", 3) else {
-        return;
-    };
+    let mut lab = Lab::new("hup", 3);
     let f = files(&lab, 3, &cluster_toml());
     for i in 1..=3 {
         lab.start(i, &f.nodes[&i], &f.cluster);
@@ -520,8 +508,8 @@ fn heir_files(lab: &Lab) -> Files {
     f
 }
 
-fn start_heir_lab(tag: &str) -> Option<Lab> {
-    let mut lab = Lab::new(tag, 3)?;
+fn start_heir_lab(tag: &str) -> Lab {
+    let mut lab = Lab::new(tag, 3);
     let f = heir_files(&lab);
     for i in 1..=3 {
         lab.start(i, &f.nodes[&i], &f.cluster);
@@ -532,7 +520,7 @@ fn start_heir_lab(tag: &str) -> Option<Lab> {
     assert!(owner.is_some(), "lb1 owns hb: {}", lab.logs());
     // lb2 hears lb1's heartbeats well before this.
     std::thread::sleep(Duration::from_secs(1));
-    Some(lab)
+    lab
 }
 
 /// Index of the first line of `log` containing every one of `words`.
@@ -543,9 +531,7 @@ fn line_of(log: &str, words: &[&str]) -> Option<usize> {
 
 #[test]
 fn the_heir_takes_over_on_heartbeat_silence_before_swim_declares_the_owner_down() {
-    let Some(mut lab) = start_heir_lab("heir") else {
-        return;
-    };
+    let mut lab = start_heir_lab("heir");
     lab.kill(1);
     let down = poll(DEADLINE, || {
         let log = lab.log_text(2);
@@ -566,9 +552,7 @@ fn the_heir_takes_over_on_heartbeat_silence_before_swim_declares_the_owner_down(
 
 #[test]
 fn lost_heartbeats_from_a_live_owner_settle_on_one_holder_without_flapping() {
-    let Some(lab) = start_heir_lab("hblost") else {
-        return;
-    };
+    let lab = start_heir_lab("hblost");
     // lb1's gossip to lb2 (heartbeats included) is lost; its VRRP adverts are not.
     lab.nft(
         1,

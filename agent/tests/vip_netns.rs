@@ -1,6 +1,6 @@
 //! The VIP edges against a real kernel: two network namespaces created by each test,
 //! joined by a veth pair (`eth0` on both sides), with 192.0.2.0/24 and 2001:db8::/64
-//! and no route out. Needs root; skipped (with a message) otherwise.
+//! and no route out. Needs root; fails without it.
 
 mod support;
 
@@ -27,7 +27,7 @@ mod netns {
 
     use nix::sched::CloneFlags;
 
-    use crate::support::netns::{add_ns, del_ns, ip, is_root};
+    use crate::support::netns::{add_ns, del_ns, ip, require_root};
 
     /// Two namespaces `a` and `b`, deleted on drop even when the test panics.
     pub struct Pair {
@@ -36,11 +36,9 @@ mod netns {
     }
 
     impl Pair {
-        /// `None` when not root: creating namespaces needs CAP_SYS_ADMIN.
-        pub fn new(tag: &str) -> Option<Pair> {
-            if !is_root() {
-                return None;
-            }
+        /// Panics when not root: creating namespaces needs CAP_SYS_ADMIN.
+        pub fn new(tag: &str) -> Pair {
+            require_root();
             let id = std::process::id();
             let pair = Pair {
                 a: format!("lvsvip-{id}-{tag}-a"),
@@ -66,7 +64,7 @@ mod netns {
             for ns in [&pair.a, &pair.b] {
                 pair.wait_for_ipv6(ns);
             }
-            Some(pair)
+            pair
         }
 
         /// IPv6 starts on a link only once the kernel's link watch reports carrier, up
@@ -158,9 +156,7 @@ fn mac_string(mac: [u8; 6]) -> String {
 
 #[test]
 fn vip_add_and_remove_are_idempotent_and_visible() {
-    let Some(pair) = Pair::new("addr") else {
-        return;
-    };
+    let pair = Pair::new("addr");
     let labelled = Vip {
         addr: "192.0.2.101".parse().unwrap(),
         prefix_len: 32,
@@ -239,9 +235,7 @@ fn receive_until(socket: &Socket, wanted: impl Fn(&[u8]) -> bool) -> Vec<u8> {
 
 #[test]
 fn gratuitous_arp_reaches_the_peer_and_moves_its_neighbour_entry() {
-    let Some(pair) = Pair::new("garp") else {
-        return;
-    };
+    let pair = Pair::new("garp");
     let vip = VIP4.to_string();
     pair.ip(
         &pair.b,
@@ -295,7 +289,7 @@ fn gratuitous_arp_reaches_the_peer_and_moves_its_neighbour_entry() {
 
 #[test]
 fn unsolicited_na_reaches_the_peer_and_moves_its_neighbour_entry() {
-    let Some(pair) = Pair::new("una") else { return };
+    let pair = Pair::new("una");
     let vip = VIP6.to_string();
     pair.ip(
         &pair.b,
@@ -391,9 +385,7 @@ fn vrrp_exchange(pair: &Pair, v6: bool, payload: &'static [u8], dst: Option<IpAd
 
 #[test]
 fn vrrp_v4_multicast_and_unicast_arrive_with_ttl_255() {
-    let Some(pair) = Pair::new("vrrp4") else {
-        return;
-    };
+    let pair = Pair::new("vrrp4");
     let payload: &[u8] = &[0x31, 7, 100, 1, 0, 100, 0xab, 0xcd, 192, 0, 2, 100];
     let got = vrrp_exchange(&pair, false, payload, None);
     assert_eq!(got.payload, payload);
@@ -411,9 +403,7 @@ fn vrrp_v4_multicast_and_unicast_arrive_with_ttl_255() {
 
 #[test]
 fn vrrp_v6_multicast_arrives_with_hop_limit_255_from_link_local() {
-    let Some(pair) = Pair::new("vrrp6") else {
-        return;
-    };
+    let pair = Pair::new("vrrp6");
     let payload: &[u8] = &[0x31, 7, 100, 1, 0, 100, 0xab, 0xcd];
     let got = vrrp_exchange(&pair, true, payload, None);
     assert_eq!(got.payload, payload);
@@ -427,9 +417,7 @@ fn vrrp_v6_multicast_arrives_with_hop_limit_255_from_link_local() {
 
 #[test]
 fn vrrp_socket_rejects_a_global_ipv6_source() {
-    let Some(pair) = Pair::new("vrrpsrc") else {
-        return;
-    };
+    let pair = Pair::new("vrrpsrc");
     netns::run_in(&pair.a, || async move {
         let (_control, link) = eth0().await;
         let err = VrrpSocket::open(&link, "2001:db8::1".parse().unwrap())
@@ -441,9 +429,7 @@ fn vrrp_socket_rejects_a_global_ipv6_source() {
 
 #[test]
 fn link_watch_sees_carrier_loss_admin_down_and_removal() {
-    let Some(pair) = Pair::new("link") else {
-        return;
-    };
+    let pair = Pair::new("link");
     let (events, event) = mpsc::channel();
     let watcher = netns::spawn_in(&pair.a, move || async move {
         let mut watch = LinkWatch::start("eth0").await.unwrap();

@@ -10,7 +10,7 @@ use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
-use super::netns::{add_bridge_ns, add_ns, del_ns, ip, is_root, plug};
+use super::netns::{add_bridge_ns, add_ns, del_ns, ip, plug, require_root};
 
 pub struct Lab {
     prefix: String,
@@ -20,11 +20,9 @@ pub struct Lab {
 }
 
 impl Lab {
-    /// `None` when not root (namespaces need CAP_SYS_ADMIN).
-    pub fn new(tag: &str, nodes: usize) -> Option<Lab> {
-        if !is_root() {
-            return None;
-        }
+    /// Panics when not root (namespaces need CAP_SYS_ADMIN).
+    pub fn new(tag: &str, nodes: usize) -> Lab {
+        require_root();
         let prefix = format!("lvsc-{}-{tag}", std::process::id());
         let dir = std::env::temp_dir().join(&prefix);
         fs::create_dir_all(&dir).expect("lab dir");
@@ -38,10 +36,11 @@ impl Lab {
         for _ in 0..nodes {
             lab.add_node();
         }
-        Some(lab)
+        lab
     }
 
-    fn bridge_ns(&self) -> String {
+    /// The namespace holding `br0`.
+    pub fn bridge_ns(&self) -> String {
         format!("{}-br", self.prefix)
     }
 

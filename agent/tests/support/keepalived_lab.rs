@@ -11,7 +11,7 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use super::netns::{add_bridge_ns, add_ns, del_ns, ip, is_root, plug};
+use super::netns::{add_bridge_ns, add_ns, del_ns, ip, plug, require_program, require_root};
 
 pub const VIP: &str = "192.0.2.100";
 
@@ -27,11 +27,9 @@ pub struct Lab {
 pub struct Pid(pub u32);
 
 impl Lab {
-    /// `None` (after a message) when not root.
-    pub fn new(tag: &str, nodes: &[&str]) -> Option<Lab> {
-        if !is_root() {
-            return None;
-        }
+    /// Panics when not root (namespaces need CAP_SYS_ADMIN).
+    pub fn new(tag: &str, nodes: &[&str]) -> Lab {
+        require_root();
         let prefix = format!("lvl{}{tag}", std::process::id());
         let dir = std::env::temp_dir().join(&prefix);
         fs::create_dir_all(&dir).expect("lab directory");
@@ -58,7 +56,7 @@ impl Lab {
             ]);
             ip(&["-n", &ns, "link", "set", "eth0", "up"]);
         }
-        Some(lab)
+        lab
     }
 
     pub fn ns(&self, node: &str) -> String {
@@ -142,6 +140,19 @@ impl Lab {
         }
     }
 
+    /// Runs `nft` with `script` in `node`'s namespace.
+    pub fn nft(&self, node: &str, script: &str) {
+        let out = Command::new("ip")
+            .args(["netns", "exec", &self.ns(node), "nft", script])
+            .output()
+            .expect("run nft");
+        assert!(
+            out.status.success(),
+            "nft {script}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
     /// Whether `addr` is configured on `node`'s eth0.
     pub fn has_addr(&self, node: &str, addr: &str) -> bool {
         let out = ip(&[
@@ -160,6 +171,7 @@ impl Lab {
 
     /// Starts keepalived (VRRP only) in `node` with the given configuration.
     pub fn keepalived(&mut self, node: &str, name: &str, config: &str) -> Pid {
+        require_program("keepalived");
         let conf = self.dir.join(format!("{name}.conf"));
         fs::write(&conf, config).expect("keepalived config");
         let pid = self.dir.join(format!("{name}.pid"));

@@ -16,13 +16,29 @@ pub fn ip(args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-/// Whether this process may create namespaces (CAP_SYS_ADMIN); says why not otherwise.
-pub fn is_root() -> bool {
-    let root = nix::unistd::geteuid().is_root();
-    if !root {
-        eprintln!("skipping: network namespace tests need root");
-    }
-    root
+/// Panics unless this process may create namespaces (CAP_SYS_ADMIN): a test that needs
+/// root fails without it rather than passing without having run.
+pub fn require_root() {
+    assert!(
+        nix::unistd::geteuid().is_root(),
+        "this test creates network namespaces and needs root: run it as root \
+         (e.g. `sudo -E cargo test`)"
+    );
+}
+
+/// Panics unless `program` runs (`program --version`): a test that needs it fails
+/// with the reason rather than timing out on a process that never started.
+pub fn require_program(program: &str) {
+    let found = Command::new(program)
+        .arg("--version")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok();
+    assert!(
+        found,
+        "this test needs `{program}` installed (Debian: apt-get install {program})"
+    );
 }
 
 /// Creates namespace `ns` with `lo` up. Duplicate address detection is off for the

@@ -1,0 +1,424 @@
+//! Who holds each VIP, measured from the interfaces and the wire.
+//!
+//! A [`Recorder`] runs `ip -o monitor address` inside every director namespace (one
+//! reader thread each, every line stamped on arrival with a monotonic clock), takes an
+//! `ip -o addr show` snapshot so the starting state is known, and runs
+//! `tcpdump -l -n -e -t -i br0 arp` in the bridge namespace to see gratuitous ARPs
+//! (sender MAC, VIP). Polling `ip addr` every 50 ms would miss an overlap shorter
+//! than the period; the monitor reports every change as the kernel makes it.
+//!
+//! [`analyse`] is pure: given the starting holders and the events of one VIP it
+//! returns the holder set over a window, the longest time with two or more holders,
+//! the longest time with none, the number of holder changes and the GARPs per
+//! sender. Every child process is killed on drop, even when the test panics.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::{BufRead, BufReader};
+use std::net::IpAddr;
+use std::process::{Child, ChildStderr, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+/// One address appearing on or leaving a director's interface.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AddrEvent {
+    /// Since the recorder started.
+    pub at: Duration,
+    pub node: String,
+    pub addr: IpAddr,
+    pub added: bool,
+}
+
+/// One gratuitous ARP seen on the bridge.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Garp {
+    pub at: Duration,
+    pub mac: String,
+    pub vip: IpAddr,
+}
+
+/// What was recorded so far.
+#[derive(Clone, Debug, Default)]
+pub struct Recording {
+    /// Addresses per node in the starting snapshot.
+    pub initial: BTreeMap<String, BTreeSet<IpAddr>>,
+    /// When the snapshot was taken; monitor lines that arrived earlier are already in it.
+    pub initial_at: Duration,
+    pub events: Vec<AddrEvent>,
+    pub garps: Vec<Garp>,
+}
+
+/// One VIP over one window.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Summary {
+    /// The holder set at the window's start, then at every change inside it.
+    pub timeline: Vec<(Duration, BTreeSet<String>)>,
+    /// Longest interval with two or more holders.
+    pub two_holders: Duration,
+    /// Longest interval with no holder.
+    pub no_holder: Duration,
+    /// Times the holder set changed inside the window.
+    pub changes: usize,
+    /// Gratuitous ARPs for the VIP inside the window, per sender MAC.
+    pub garps: BTreeMap<String, usize>,
+    /// Start of the final stretch with exactly one holder that lasts to the window's
+    /// end; `None` when the window does not end with exactly one holder.
+    pub one_holder_since: Option<Duration>,
+}
+
+impl Summary {
+    pub fn final_holders(&self) -> &BTreeSet<String> {
+        &self.timeline.last().expect("a timeline has its start").1
+    }
+
+    /// Most holders at once inside the window.
+    pub fn max_holders(&self) -> usize {
+        self.timeline
+            .iter()
+            .map(|(_, h)| h.len())
+            .max()
+            .unwrap_or(0)
+    }
+
+    /// Fewest holders at once inside the window.
+    pub fn min_holders(&self) -> usize {
+        self.timeline
+            .iter()
+            .map(|(_, h)| h.len())
+            .min()
+            .unwrap_or(0)
+    }
+
+    /// `two_holders_ms=.. no_holder_ms=.. changes=..`, the figures the bench script reads.
+    pub fn figures(&self) -> String {
+        format!(
+            "two_holders_ms={} no_holder_ms={} changes={}",
+            self.two_holders.as_millis(),
+            self.no_holder.as_millis(),
+            self.changes
+        )
+    }
+}
+
+/// Holder sets of `vip` over `[from, to]`, from the starting `initial` holders and
+/// `events` (any order; only `vip`'s and those of `nodes`, when given, count).
+pub fn analyse(
+    initial: &BTreeSet<String>,
+    events: &[AddrEvent],
+    garps: &[Garp],
+    vip: IpAddr,
+    nodes: Option<&[&str]>,
+    from: Duration,
+    to: Duration,
+) -> Summary {
+    let counted = |node: &str| nodes.is_none_or(|n| n.contains(&node));
+    let mut events: Vec<&AddrEvent> = events
+        .iter()
+        .filter(|e| e.addr == vip && counted(&e.node))
+        .collect();
+    events.sort_by_key(|e| e.at);
+    let mut holders: BTreeSet<String> = initial.iter().filter(|n| counted(n)).cloned().collect();
+    let apply = |holders: &mut BTreeSet<String>, e: &AddrEvent| {
+        if e.added {
+            holders.insert(e.node.clone())
+        } else {
+            holders.remove(&e.node)
+        }
+    };
+    let mut rest = events.into_iter().peekable();
+    while let Some(e) = rest.next_if(|e| e.at <= from) {
+        apply(&mut holders, e);
+    }
+    let mut summary = Summary {
+        timeline: vec![(from, holders.clone())],
+        ..Summary::default()
+    };
+    for e in rest.take_while(|e| e.at <= to) {
+        if apply(&mut holders, e) {
+            summary.changes += 1;
+            // Several changes at one instant are one step.
+            if summary.timeline.last().is_some_and(|(at, _)| *at == e.at) {
+                summary.timeline.pop();
+            }
+            summary.timeline.push((e.at, holders.clone()));
+        }
+    }
+    // The final stretch of one-holder steps: {a} → {b} at one instant keeps the count
+    // at one.
+    summary.one_holder_since = summary
+        .timeline
+        .iter()
+        .rev()
+        .take_while(|(_, set)| set.len() == 1)
+        .last()
+        .map(|(at, _)| *at);
+    // Longest runs, not single steps: {a,b} → {a,c} is one two-holder stretch.
+    summary.two_holders = longest_run(&summary.timeline, to, |n| n >= 2);
+    summary.no_holder = longest_run(&summary.timeline, to, |n| n == 0);
+    for g in garps
+        .iter()
+        .filter(|g| g.vip == vip && g.at >= from && g.at <= to)
+    {
+        *summary.garps.entry(g.mac.clone()).or_default() += 1;
+    }
+    summary
+}
+
+/// Longest stretch of consecutive timeline steps whose holder count satisfies `when`.
+fn longest_run(
+    timeline: &[(Duration, BTreeSet<String>)],
+    to: Duration,
+    when: impl Fn(usize) -> bool,
+) -> Duration {
+    let (mut longest, mut since) = (Duration::ZERO, None);
+    for (at, set) in timeline {
+        match (when(set.len()), since) {
+            (true, None) => since = Some(*at),
+            (false, Some(start)) => {
+                longest = longest.max(at.saturating_sub(start));
+                since = None;
+            }
+            _ => {}
+        }
+    }
+    if let Some(start) = since {
+        longest = longest.max(to.saturating_sub(start));
+    }
+    longest
+}
+
+/// `[Deleted ]N: IFACE    inet|inet6 ADDR/LEN ...` from `ip -o monitor address` or
+/// `ip -o addr show`: (added, interface, address).
+pub fn parse_addr_line(line: &str) -> Option<(bool, String, IpAddr)> {
+    let (added, line) = match line.strip_prefix("Deleted ") {
+        Some(rest) => (false, rest),
+        None => (true, line),
+    };
+    let mut words = line.split_whitespace();
+    let index = words.next()?;
+    index.strip_suffix(':')?.parse::<u32>().ok()?;
+    let iface = words.next()?.to_owned();
+    let family = words.next()?;
+    if family != "inet" && family != "inet6" {
+        return None;
+    }
+    let addr = words.next()?.split('/').next()?.parse().ok()?;
+    Some((added, iface, addr))
+}
+
+/// A gratuitous ARP from `tcpdump -n -e -t` output: a request whose target is its
+/// sender (`SRC > ff:ff:ff:ff:ff:ff, ethertype ARP (0x0806), length 42: Request
+/// who-has V tell V, length 28`), or a reply announcing `V is-at MAC` to broadcast.
+pub fn parse_garp_line(line: &str) -> Option<(String, IpAddr)> {
+    let words: Vec<&str> = line
+        .split_whitespace()
+        .map(|w| w.trim_end_matches(','))
+        .collect();
+    let mac = words.first()?.to_string();
+    let after = |key: &str| {
+        let i = words.iter().position(|w| *w == key)?;
+        words.get(i + 1)?.parse::<IpAddr>().ok()
+    };
+    if let (Some(target), Some(sender)) = (after("who-has"), after("tell")) {
+        return (target == sender).then_some((mac, target));
+    }
+    let i = words.iter().position(|w| *w == "Reply")?;
+    let vip = words.get(i + 1)?.parse().ok()?;
+    (words.get(i + 2) == Some(&"is-at") && words.get(2) == Some(&"ff:ff:ff:ff:ff:ff"))
+        .then_some((mac, vip))
+}
+
+/// Records address changes on `iface` in each director namespace and GARPs on the
+/// bridge, from [`Recorder::start`] until dropped.
+pub struct Recorder {
+    t0: Instant,
+    children: Vec<Child>,
+    threads: Vec<JoinHandle<()>>,
+    log: Arc<Mutex<Recording>>,
+}
+
+impl Recorder {
+    /// `directors`: (label, namespace) pairs; `bridge_ns`: the namespace holding `br0`.
+    /// Returns once tcpdump listens and the snapshot is taken.
+    pub fn start(directors: &[(String, String)], iface: &str, bridge_ns: &str) -> Recorder {
+        let mut recorder = Recorder {
+            t0: Instant::now(),
+            children: Vec::new(),
+            threads: Vec::new(),
+            log: Arc::new(Mutex::new(Recording::default())),
+        };
+        for (label, ns) in directors {
+            let mut child = Command::new("ip")
+                .args(["netns", "exec", ns, "ip", "-o", "monitor", "address"])
+                .stdin(Stdio::null())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap_or_else(|e| panic!("start ip monitor in {ns}: {e}"));
+            let stdout = child.stdout.take().expect("piped stdout");
+            recorder.children.push(child);
+            let (log, t0, label, iface) = (
+                Arc::clone(&recorder.log),
+                recorder.t0,
+                label.clone(),
+                iface.to_owned(),
+            );
+            recorder.threads.push(std::thread::spawn(move || {
+                for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                    let at = t0.elapsed();
+                    let Some((added, on, addr)) = parse_addr_line(&line) else {
+                        continue;
+                    };
+                    if on == iface {
+                        log.lock().expect("recording").events.push(AddrEvent {
+                            at,
+                            node: label.clone(),
+                            addr,
+                            added,
+                        });
+                    }
+                }
+            }));
+        }
+        let mut tcpdump = Command::new("ip")
+            .args([
+                "netns", "exec", bridge_ns, "tcpdump", "-l", "-n", "-e", "-t",
+            ])
+            .args(["-i", "br0", "arp"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("start tcpdump in {bridge_ns}: {e}"));
+        let stdout = tcpdump.stdout.take().expect("piped stdout");
+        let stderr = tcpdump.stderr.take().expect("piped stderr");
+        recorder.children.push(tcpdump);
+        let (log, t0) = (Arc::clone(&recorder.log), recorder.t0);
+        recorder.threads.push(std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                let at = t0.elapsed();
+                if let Some((mac, vip)) = parse_garp_line(&line) {
+                    log.lock()
+                        .expect("recording")
+                        .garps
+                        .push(Garp { at, mac, vip });
+                }
+            }
+        }));
+        wait_listening(stderr, &mut recorder.threads);
+        // `ip monitor` gives no sign it has subscribed; it does within a few ms of
+        // starting, and tcpdump's start took longer than that.
+        std::thread::sleep(Duration::from_millis(100));
+        let at = recorder.now();
+        let mut initial = BTreeMap::new();
+        for (label, ns) in directors {
+            let out = Command::new("ip")
+                .args(["-n", ns, "-o", "addr", "show", "dev", iface])
+                .output()
+                .expect("run ip addr show");
+            let addrs: BTreeSet<IpAddr> = String::from_utf8_lossy(&out.stdout)
+                .lines()
+                .filter_map(parse_addr_line)
+                .map(|(_, _, addr)| addr)
+                .collect();
+            initial.insert(label.clone(), addrs);
+        }
+        {
+            let mut log = recorder.log.lock().expect("recording");
+            log.initial = initial;
+            log.initial_at = at;
+        }
+        recorder
+    }
+
+    /// Time since the recorder started, on the clock of every recorded event.
+    pub fn now(&self) -> Duration {
+        self.t0.elapsed()
+    }
+
+    /// Everything recorded so far; monitor lines older than the snapshot dropped.
+    pub fn recording(&self) -> Recording {
+        let mut rec = self.log.lock().expect("recording").clone();
+        let at = rec.initial_at;
+        rec.events.retain(|e| e.at > at);
+        rec
+    }
+
+    /// [`analyse`] of `vip` over `[from, to]`, counting only `nodes` when given.
+    pub fn analyse(
+        &self,
+        vip: IpAddr,
+        nodes: Option<&[&str]>,
+        from: Duration,
+        to: Duration,
+    ) -> Summary {
+        self.recording().analyse(vip, nodes, from, to)
+    }
+}
+
+impl Recording {
+    pub fn analyse(
+        &self,
+        vip: IpAddr,
+        nodes: Option<&[&str]>,
+        from: Duration,
+        to: Duration,
+    ) -> Summary {
+        let initial: BTreeSet<String> = self
+            .initial
+            .iter()
+            .filter(|(_, addrs)| addrs.contains(&vip))
+            .map(|(node, _)| node.clone())
+            .collect();
+        analyse(
+            &initial,
+            &self.events,
+            &self.garps,
+            vip,
+            nodes,
+            from.max(self.initial_at),
+            to,
+        )
+    }
+
+    /// Every address that was on some node at some point (snapshot or event).
+    pub fn addresses(&self) -> BTreeSet<IpAddr> {
+        self.initial
+            .values()
+            .flatten()
+            .copied()
+            .chain(self.events.iter().map(|e| e.addr))
+            .collect()
+    }
+}
+
+/// Waits for tcpdump's "listening on" line (it captures from then on), then drains
+/// the rest of its stderr in a thread so it never blocks on a full pipe.
+fn wait_listening(stderr: ChildStderr, threads: &mut Vec<JoinHandle<()>>) {
+    let (tx, rx) = std::sync::mpsc::channel();
+    threads.push(std::thread::spawn(move || {
+        let mut told = false;
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if !told && line.contains("listening on") {
+                let _ = tx.send(());
+                told = true;
+            }
+        }
+    }));
+    rx.recv_timeout(Duration::from_secs(10))
+        .expect("tcpdump listening on br0 within 10 s (is tcpdump installed?)");
+}
+
+impl Drop for Recorder {
+    fn drop(&mut self) {
+        for child in &mut self.children {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        // The pipes closed with their writers: every reader thread ends.
+        for thread in self.threads.drain(..) {
+            let _ = thread.join();
+        }
+    }
+}
