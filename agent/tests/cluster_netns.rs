@@ -71,7 +71,7 @@ struct Files {
 /// Writes the key, the cluster part and node parts for nodes `1..=n`, each joining all
 /// the others.
 fn files(lab: &Lab, n: usize, cluster: &str) -> Files {
-    lab.write("cluster.key", &"2a".repeat(32));
+    lab.write_key("cluster.key", &"2a".repeat(32));
     let cluster = lab.write("cluster.toml", cluster);
     let nodes = (1..=n)
         .map(|i| {

@@ -167,8 +167,8 @@ impl Cluster {
         require_program("nft");
         require_program("tcpdump");
         let lab = Lab::new(tag, n);
-        lab.write("cluster.key", &"2a".repeat(32));
-        lab.write("wrong.key", &"5c".repeat(32));
+        lab.write_key("cluster.key", &"2a".repeat(32));
+        lab.write_key("wrong.key", &"5c".repeat(32));
         let cluster = lab.write("cluster.toml", &cluster_toml(extra, &groups));
         let nodes = (1..=n)
             .map(|i| {
@@ -738,8 +738,7 @@ fn newcomers_take_nothing_from_a_keepalived_master() {
     let from = rec.now();
     let key = lab.cluster_key();
     // a1: no peers; a2: a peer that is no agent, and another key.
-    let wrong = lab.dir.join("wrong.key");
-    std::fs::write(&wrong, "5c".repeat(32)).expect("wrong key");
+    let wrong = lab.write_key("wrong.key", &"5c".repeat(32));
     for (node, join, key) in [
         ("a1", String::new(), key.clone()),
         (

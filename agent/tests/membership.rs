@@ -6,9 +6,13 @@ use std::{collections::BTreeSet, future::Future, net::SocketAddr, time::Duration
 
 use lvs_agent::membership::{
     failure_detection_bound, start, ClusterKey, Conflict, KeyRing, MemberInfo, MembershipConfig,
-    MembershipEvent, MembershipHandle,
+    MembershipEvent, MembershipHandle, Origin,
 };
-use tokio::{net::UdpSocket, sync::mpsc, time::timeout};
+use tokio::{
+    net::UdpSocket,
+    sync::mpsc::{self, error::TryRecvError},
+    time::timeout,
+};
 
 const LOOPBACK: SocketAddr =
     SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 0);
@@ -271,15 +275,20 @@ async fn garbage_datagrams_are_counted_and_ignored() {
     let target = nodes[0].handle.addr();
     let attacker = UdpSocket::bind(LOOPBACK).await.unwrap();
 
-    let mut tampered = ring(81).seal(b"some packet");
+    let origin = |counter| Origin {
+        sender: "attacker".into(),
+        epoch: 1,
+        counter,
+    };
+    let mut tampered = ring(81).seal(&origin(0), b"some packet");
     let last = tampered.len() - 1;
     tampered[last] ^= 1;
     let datagrams = [
         b"\xde\xad\xbe\xef".to_vec(),
         vec![0; 1500],
-        ring(89).seal(b"wrong key"),
+        ring(89).seal(&origin(1), b"wrong key"),
         tampered,
-        ring(81).seal(b"authentic but not a foca packet"),
+        ring(81).seal(&origin(2), b"authentic but not a foca packet"),
     ];
     for datagram in &datagrams {
         attacker.send_to(datagram, target).await.unwrap();
@@ -384,4 +393,140 @@ async fn a_heir_reports_its_owner_silent_once_heartbeats_stop() {
         .await
         .expect("an unwatched peer is not silent")
         .unwrap();
+}
+
+/// Forwards every datagram `relay` receives to `to`, and sends a copy to `captured`,
+/// until the receiver of `captured` is gone.
+async fn relay(relay: UdpSocket, to: SocketAddr, captured: mpsc::UnboundedSender<Vec<u8>>) {
+    let mut buf = vec![0; 64 * 1024];
+    loop {
+        let Ok((len, _)) = relay.recv_from(&mut buf).await else {
+            return;
+        };
+        let _ = relay.send_to(&buf[..len], to).await;
+        if captured.send(buf[..len].to_vec()).is_err() {
+            return;
+        }
+    }
+}
+
+/// Sends every datagram in `datagrams` to `to` from a socket of its own (any address
+/// can replay: only the envelope counts).
+async fn replay(datagrams: &[Vec<u8>], to: SocketAddr) {
+    let attacker = UdpSocket::bind(LOOPBACK).await.unwrap();
+    for datagram in datagrams {
+        attacker.send_to(datagram, to).await.unwrap();
+    }
+}
+
+fn no_event(events: &mut mpsc::Receiver<MembershipEvent>) {
+    match events.try_recv() {
+        Err(TryRecvError::Empty) => {}
+        other => panic!("expected no membership event, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn replayed_datagrams_are_dropped_counted_and_change_nothing() {
+    let a = node("lb1", ring(111), &[]).await;
+    // lb2 listens on a port of its own and advertises the relay's, so every datagram
+    // lb1 sends it (foca packets and heartbeats) passes the relay.
+    let listen = std::net::UdpSocket::bind(LOOPBACK)
+        .and_then(|s| s.local_addr())
+        .unwrap();
+    let relay_socket = UdpSocket::bind(LOOPBACK).await.unwrap();
+    let relay_addr = relay_socket.local_addr().unwrap();
+    let mut cfg = config("lb2", listen, ring(111), &[a.handle.addr()]);
+    cfg.advertise = Some(relay_addr);
+    let mut b = spawn(cfg).await;
+    let (captured_tx, mut captured) = mpsc::unbounded_channel();
+    tokio::spawn(relay(relay_socket, listen, captured_tx));
+    let both = [&a.handle, &b.handle];
+    eventually("two members", Duration::from_secs(30), || {
+        converged(&both, 2)
+    })
+    .await;
+    // lb1 beacons to lb2 (its heir) too.
+    b.handle
+        .set_heartbeats(BTreeSet::new(), ["lb1".to_owned()].into())
+        .await
+        .unwrap();
+    a.handle
+        .set_heartbeats([relay_addr].into(), BTreeSet::new())
+        .await
+        .unwrap();
+    eventually("heartbeats heard", Duration::from_secs(10), || async {
+        b.handle.counters().heartbeats_received >= 3
+    })
+    .await;
+    // Everything captured so far was delivered to lb2 once; the membership events it
+    // caused have been emitted.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let mut recorded = Vec::new();
+    while let Ok(datagram) = captured.try_recv() {
+        recorded.push(datagram);
+    }
+    assert!(recorded.len() >= 5, "{} datagrams captured", recorded.len());
+    while b.events.try_recv().is_ok() {}
+    let view = live_view(&b.handle).await;
+    let before = b.handle.counters();
+
+    replay(&recorded, listen).await;
+    let n = recorded.len() as u64;
+    eventually("replays counted", Duration::from_secs(10), || async {
+        b.handle.counters().dropped_replayed >= before.dropped_replayed + n
+    })
+    .await;
+    let after = b.handle.counters();
+    assert_eq!(after.dropped_replayed, before.dropped_replayed + n);
+    assert_eq!(
+        (
+            after.dropped_auth_failed,
+            after.dropped_bad_envelope,
+            after.dropped_unknown_key,
+            after.dropped_bad_payload,
+            after.heartbeats_stale,
+        ),
+        (
+            before.dropped_auth_failed,
+            before.dropped_bad_envelope,
+            before.dropped_unknown_key,
+            before.dropped_bad_payload,
+            before.heartbeats_stale,
+        ),
+        "replays must be refused by the envelope, before anything reads them"
+    );
+    assert_eq!(live_view(&b.handle).await, view);
+    no_event(&mut b.events);
+
+    // lb1 leaves: its recorded datagrams, replayed, must not bring it back.
+    a.handle.leave().await.unwrap();
+    wait_event(
+        &mut b.events,
+        "MemberDown lb1",
+        |e| matches!(e, MembershipEvent::MemberDown(m) if m.node_id == "lb1"),
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    while let Ok(datagram) = captured.try_recv() {
+        recorded.push(datagram);
+    }
+    while b.events.try_recv().is_ok() {}
+    let before = b.handle.counters();
+    replay(&recorded, listen).await;
+    let n = recorded.len() as u64;
+    eventually("replays counted", Duration::from_secs(10), || async {
+        b.handle.counters().dropped_replayed >= before.dropped_replayed + n
+    })
+    .await;
+    // Two probe periods for anything a replay set off to show.
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let after = b.handle.counters();
+    assert_eq!(after.dropped_replayed, before.dropped_replayed + n);
+    assert_eq!(
+        (after.heartbeats_received, after.heartbeats_stale),
+        (before.heartbeats_received, before.heartbeats_stale)
+    );
+    assert_eq!(live_view(&b.handle).await.len(), 1, "lb1 came back");
+    no_event(&mut b.events);
 }

@@ -18,6 +18,9 @@ pub struct MembershipCounters {
     pub dropped_auth_failed: u64,
     /// Authentic, but foca could not decode or refused the packet.
     pub dropped_bad_payload: u64,
+    /// Authentic, but a replay: its counter was accepted before or is below the
+    /// sender's window, or it is from an older life of its sender.
+    pub dropped_replayed: u64,
     pub send_errors: u64,
     /// Node-id and syncid conflicts reported.
     pub conflicts: u64,
@@ -26,7 +29,8 @@ pub struct MembershipCounters {
     /// Owner-to-heir heartbeats sent (one per target) and accepted.
     pub heartbeats_sent: u64,
     pub heartbeats_received: u64,
-    /// Authentic heartbeats not newer than the last from their sender (replayed).
+    /// Authentic heartbeats, new to the replay window, not newer than the last
+    /// beacon from their sender (reordered).
     pub heartbeats_stale: u64,
 }
 
@@ -38,6 +42,7 @@ pub(super) struct Counters {
     unknown_key: AtomicU64,
     auth_failed: AtomicU64,
     bad_payload: AtomicU64,
+    replayed: AtomicU64,
     send_errors: AtomicU64,
     conflicts: AtomicU64,
     events_dropped: AtomicU64,
@@ -60,6 +65,7 @@ impl Counters {
             OpenError::BadEnvelope => &self.bad_envelope,
             OpenError::UnknownKey => &self.unknown_key,
             OpenError::AuthFailed => &self.auth_failed,
+            OpenError::Replayed => &self.replayed,
         }
         .fetch_add(1, Relaxed);
     }
@@ -101,6 +107,7 @@ impl Counters {
             dropped_unknown_key: self.unknown_key.load(Relaxed),
             dropped_auth_failed: self.auth_failed.load(Relaxed),
             dropped_bad_payload: self.bad_payload.load(Relaxed),
+            dropped_replayed: self.replayed.load(Relaxed),
             send_errors: self.send_errors.load(Relaxed),
             conflicts: self.conflicts.load(Relaxed),
             events_dropped: self.events_dropped.load(Relaxed),

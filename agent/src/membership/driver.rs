@@ -26,7 +26,8 @@ use super::{
     events::{diff, LiveSet, MemberInfo, MemberState, MembershipEvent},
     heartbeat::{self, Heard, Heartbeats},
     identity::NodeIdentity,
-    keyring::KeyRing,
+    keyring::{OpenError, Sealer},
+    replay::ReplayGuard,
 };
 
 /// Larger than any datagram we accept, so an oversized one is seen whole and
@@ -57,7 +58,11 @@ pub(super) struct Driver {
     /// foca's timers by deadline; equal deadlines in foca's own `Timer` order.
     pub(super) timers: BinaryHeap<Reverse<(Instant, Timer<NodeIdentity>)>>,
     pub(super) socket: UdpSocket,
-    pub(super) keys: KeyRing,
+    /// Seals every datagram sent (numbering them for the peers' replay windows)
+    /// and opens every datagram received.
+    pub(super) keys: Sealer,
+    /// Per-sender anti-replay windows, checked after authentication.
+    pub(super) replay: ReplayGuard,
     /// Addresses announced to at start, by `join`, and again while we have
     /// no live peer (a node may start before its seeds).
     pub(super) seeds: Vec<SocketAddr>,
@@ -189,7 +194,19 @@ impl Driver {
     fn receive(&mut self, datagram: &[u8], from: SocketAddr) {
         self.counters.received();
         let plaintext = match self.keys.open(datagram) {
-            Ok(plaintext) => plaintext,
+            Ok(opened) => {
+                let o = &opened.origin;
+                if let Err(replay) =
+                    self.replay
+                        .check(&o.sender, o.epoch, o.counter, Instant::now())
+                {
+                    self.counters.dropped(OpenError::Replayed);
+                    debug!(%from, sender = %o.sender, epoch = o.epoch, counter = o.counter,
+                        ?replay, "dropped replayed gossip datagram");
+                    return;
+                }
+                opened.plaintext
+            }
             Err(reason) => {
                 self.counters.dropped(reason);
                 debug!(%from, %reason, "dropped gossip datagram");

@@ -27,6 +27,7 @@ mod events;
 mod heartbeat;
 mod identity;
 mod keyring;
+mod replay;
 
 use std::{
     collections::{BTreeSet, BinaryHeap},
@@ -46,7 +47,9 @@ use tracing::Instrument as _;
 pub use conflict::Conflict;
 pub use counters::MembershipCounters;
 pub use events::{MemberInfo, MemberState, MembershipEvent};
-pub use keyring::{ClusterKey, KeyError, KeyRing, OpenError};
+pub use keyring::{
+    new_key_text, write_new_key_file, ClusterKey, KeyError, KeyRing, OpenError, Opened, Origin,
+};
 
 pub(crate) use codec::ProtoCodec;
 use conflict::ConflictDetector;
@@ -54,6 +57,8 @@ use counters::Counters;
 use driver::{Command, Driver};
 use heartbeat::Heartbeats;
 pub(crate) use identity::{NodeIdentity, NodeMeta};
+use keyring::Sealer;
+use replay::ReplayGuard;
 
 /// foca's LAN preset (memberlist's DefaultLANConfig) for an expected
 /// cluster size, with packets of up to ~64 KB: see the module doc for the
@@ -70,8 +75,8 @@ pub(crate) use identity::{NodeIdentity, NodeMeta};
 /// ~150 bytes, and a cluster of a few directors stays within one Ethernet
 /// frame. Larger datagrams are IP-fragmented, which a LAN delivers.
 pub fn lan_swim_config(expected_cluster_size: u32) -> foca::Config {
-    // The sealed GossipDatagram adds at most ~40 bytes and must stay within
-    // the 65,507-byte UDP payload of IPv4 (IPv6: 65,527).
+    // The sealed GossipDatagram adds at most 127 bytes (see gossip.proto) and
+    // must stay within the 65,507-byte UDP payload of IPv4 (IPv6: 65,527).
     const MAX_PACKET: NonZeroUsize = NonZeroUsize::new(65_000).expect("non-zero");
     foca::Config {
         max_packet_size: MAX_PACKET,
@@ -133,7 +138,7 @@ pub struct MembershipConfig {
     /// Peers to announce to at start and whenever no peer is live.
     pub join: Vec<SocketAddr>,
     /// SWIM timers and limits; every datagram is at most
-    /// `max_packet_size` + ~40 bytes of envelope.
+    /// `max_packet_size` + at most 127 bytes of envelope.
     pub swim: foca::Config,
     /// How often to re-announce to `join` while no peer is live.
     pub join_retry: Duration,
@@ -276,6 +281,7 @@ pub async fn start(
         linger,
         tokio::time::Instant::now(),
     );
+    let replay = ReplayGuard::new(replay::MAX_SENDERS, cfg.swim.remove_down_after);
     let driver = Driver {
         conflicts: ConflictDetector::new(&cfg.node_id, addr),
         foca: Foca::new(identity, cfg.swim.clone(), rand::make_rng(), ProtoCodec),
@@ -283,7 +289,8 @@ pub async fn start(
         runtime: AccumulatingRuntime::new(),
         timers: BinaryHeap::new(),
         socket,
-        keys: cfg.keys,
+        keys: Sealer::new(cfg.keys, &cfg.node_id, cfg.incarnation),
+        replay,
         seeds: cfg.join,
         join_retry: cfg.join_retry,
         counters: Arc::clone(&counters),
@@ -403,7 +410,18 @@ mod tests {
     #[test]
     fn a_full_lan_packet_sealed_fits_one_udp_datagram() {
         let max = lan_swim_config(1000).max_packet_size.get();
-        let sealed = KeyRing::new(ClusterKey::from_bytes([1; 32])).seal(&vec![0xa5; max]);
+        // The longest node id, and epoch and counter at their longest encoding.
+        let origin = Origin {
+            sender: "n".repeat(64),
+            epoch: u64::MAX,
+            counter: u64::MAX,
+        };
+        let sealed = KeyRing::new(ClusterKey::from_bytes([1; 32])).seal(&origin, &vec![0xa5; max]);
+        assert_eq!(
+            sealed.len(),
+            max + 127,
+            "the envelope size gossip.proto states"
+        );
         assert!(sealed.len() <= 65_507, "{} bytes", sealed.len());
     }
 

@@ -26,7 +26,7 @@ use std::{
 use foca::Timer;
 
 use crate::{
-    membership::{self, ClusterKey, KeyRing, NodeIdentity, NodeMeta},
+    membership::{self, ClusterKey, KeyRing, NodeIdentity, NodeMeta, Origin},
     ownership::{self, GroupSpec},
 };
 use node::{Owners, SimNode};
@@ -267,11 +267,12 @@ impl Sim {
                 if !n.alive {
                     return;
                 }
-                let plaintext = self
+                // Every datagram is delivered once: no replay window to model.
+                let opened = self
                     .keys
                     .open(&datagram)
                     .expect("the simulation seals every datagram with its one key");
-                (to, n.foca.handle_data(&plaintext, &mut n.runtime))
+                (to, n.foca.handle_data(&opened.plaintext, &mut n.runtime))
             }
             Event::Timer { node, timer } => {
                 let n = &mut self.nodes[node];
@@ -297,7 +298,14 @@ impl Sim {
                 .push(self.now + after, Event::Timer { node: index, timer });
         }
         while let Some((dst, packet)) = n.runtime.to_send() {
-            let datagram = self.keys.seal(&packet);
+            // Numbered as the agent numbers them, for a true envelope size.
+            let id = n.foca.identity();
+            let origin = Origin {
+                sender: id.node_id.clone(),
+                epoch: id.incarnation,
+                counter: n.traffic.datagrams,
+            };
+            let datagram = self.keys.seal(&origin, &packet);
             n.traffic.datagrams += 1;
             n.traffic.payload_bytes += packet.len() as u64;
             n.traffic.wire_bytes += datagram.len() as u64;

@@ -7,6 +7,7 @@
 use std::collections::BTreeSet;
 use std::fs;
 use std::net::IpAddr;
+use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
@@ -89,6 +90,14 @@ impl Lab {
     pub fn write(&self, name: &str, text: &str) -> PathBuf {
         let path = self.dir.join(name);
         fs::write(&path, text).expect("write lab file");
+        path
+    }
+
+    /// Writes a cluster key file with mode 0600: the agent refuses a key file its
+    /// group or others may access.
+    pub fn write_key(&self, name: &str, text: &str) -> PathBuf {
+        let path = self.write(name, text);
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o600)).expect("chmod 600 key");
         path
     }
 

@@ -6,6 +6,7 @@
 //! the namespaces, even when the test panics. Needs root.
 
 use std::fs;
+use std::os::unix::fs::PermissionsExt as _;
 use std::os::unix::process::CommandExt as _;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -211,12 +212,21 @@ impl Lab {
         )
     }
 
+    /// Writes a cluster key file with mode 0600: the agent refuses a key file its
+    /// group or others may access.
+    pub fn write_key(&self, name: &str, text: &str) -> PathBuf {
+        let path = self.dir.join(name);
+        fs::write(&path, text).expect("write key file");
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o600)).expect("chmod 600 key");
+        path
+    }
+
     /// A cluster key file shared by the lab's agents.
     pub fn cluster_key(&self) -> String {
         let path = self.dir.join("cluster.key");
         if !path.exists() {
             let key: String = (0..32).map(|i| format!("{:02x}", i * 7 + 3)).collect();
-            fs::write(&path, key).expect("cluster key");
+            self.write_key("cluster.key", &key);
         }
         path.display().to_string()
     }
