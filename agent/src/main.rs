@@ -3,7 +3,7 @@
 use clap::{ArgAction, Parser, Subcommand};
 use lvs_proto::v1::{control_reply::Reply, control_request::Request, JoinRequest, StatusRequest};
 use std::io::IsTerminal;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use tracing_subscriber::EnvFilter;
 
@@ -51,6 +51,14 @@ enum Command {
         #[arg(long, value_name = "PATH", default_value = DEFAULT_SOCKET)]
         socket: PathBuf,
     },
+    /// Generate a cluster key: 32 random bytes from the operating system as 64 hex
+    /// digits and a newline, for `[node] cluster_key_files`.
+    Keygen {
+        /// Create this file with mode 0600 (an existing file is never overwritten);
+        /// without it the key goes to stdout.
+        #[arg(short, long, value_name = "FILE")]
+        output: Option<PathBuf>,
+    },
 }
 
 const DEFAULT_SOCKET: &str = "/run/lvs-agent.sock";
@@ -64,6 +72,21 @@ fn main() -> ExitCode {
         } => run(config, sync_master),
         Command::Join { socket, peers } => control(&socket, Request::Join(JoinRequest { peers })),
         Command::Status { socket } => control(&socket, Request::Status(StatusRequest {})),
+        Command::Keygen { output } => keygen(output.as_deref()),
+    }
+}
+
+fn keygen(output: Option<&Path>) -> ExitCode {
+    let done = match output {
+        Some(path) => lvs_agent::membership::write_new_key_file(path),
+        None => lvs_agent::membership::new_key_text().map(|text| print!("{text}")),
+    };
+    match done {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("lvs-agent keygen: {e}");
+            ExitCode::FAILURE
+        }
     }
 }
 

@@ -47,6 +47,8 @@ pub enum KeyError {
          (any of the bits 0077); run `chmod 600 {path}`"
     )]
     Permissions { path: String, mode: u32 },
+    #[error("cluster key file {path} exists; not overwritten (it may be a key in use)")]
+    Exists { path: String },
     #[error("cluster key file {path}: {source}")]
     Write {
         path: String,
@@ -167,9 +169,14 @@ pub fn new_key_text() -> Result<String, KeyError> {
 /// Creates `path` with mode 0600 holding [`new_key_text`]; an existing file is
 /// never overwritten (it may be the key a running cluster uses).
 pub fn write_new_key_file(path: &Path) -> Result<(), KeyError> {
-    let write_err = |source| KeyError::Write {
-        path: path.display().to_string(),
-        source,
+    let write_err = |source: std::io::Error| match source.kind() {
+        std::io::ErrorKind::AlreadyExists => KeyError::Exists {
+            path: path.display().to_string(),
+        },
+        _ => KeyError::Write {
+            path: path.display().to_string(),
+            source,
+        },
     };
     let text = new_key_text()?;
     let mut file = OpenOptions::new()
@@ -441,7 +448,7 @@ mod tests {
         assert!(loaded.is_ok(), "{loaded:?}");
         assert_eq!(after, text, "the existing key was overwritten");
         assert!(again.contains(&path.display().to_string()), "{again}");
-        assert!(again.contains("exists"), "{again}");
+        assert!(again.contains("exists; not overwritten"), "{again}");
     }
 
     #[test]
