@@ -17,6 +17,7 @@
 //! agent adopts matching entries without rewriting them.
 
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use anyhow::{bail, Context};
 use tokio::signal::unix::{signal, SignalKind};
@@ -103,6 +104,10 @@ enum Event {
     Stop,
 }
 
+/// The longest a planned stop waits for the hand-over of its VIP groups: each one is a
+/// few netlink calls and two datagrams, milliseconds on a healthy host.
+const SHUTDOWN_BOUND: Duration = Duration::from_secs(5);
+
 /// Runs until SIGTERM or SIGINT. Fails at start on a bad config, or when services
 /// are configured and the kernel has no IPVS.
 pub async fn run(mut opts: Options) -> anyhow::Result<()> {
@@ -181,9 +186,18 @@ pub async fn run(mut opts: Options) -> anyhow::Result<()> {
         }
     }
     if let Some(stage) = &cluster {
-        info!("releasing VIP groups and leaving the cluster");
-        if stage.handle.shutdown().await.is_err() {
-            error!("the cluster task had already stopped");
+        info!("handing VIP groups over and leaving the cluster (a second SIGTERM exits at once)");
+        tokio::select! {
+            done = stage.handle.shutdown() => {
+                if done.is_err() {
+                    error!("the cluster task had already stopped");
+                }
+            }
+            () = tokio::time::sleep(SHUTDOWN_BOUND) => {
+                error!("hand-over not finished after {SHUTDOWN_BOUND:?}: exiting");
+            }
+            _ = term.recv() => warn!("second SIGTERM: exiting without finishing the hand-over"),
+            _ = int.recv() => warn!("second SIGINT: exiting without finishing the hand-over"),
         }
     }
     info!("stopping; IPVS services and sync daemons stay in the kernel");

@@ -134,7 +134,20 @@ pub fn format_status(status: &StatusReply) -> String {
         let state = if m.live { "live" } else { "down" };
         let drain = if m.drain { " drain" } else { "" };
         let local = if m.local { " local" } else { "" };
-        out += &format!("member {} {} {state}{drain}{local}\n", m.node_id, m.addr);
+        let ready = if m.live && !m.ready { " not-ready" } else { "" };
+        out += &format!(
+            "member {} {} {state}{drain}{ready}{local} config {:016x}\n",
+            m.node_id, m.addr, m.config_digest
+        );
+    }
+    for peer in &status.config_differs {
+        out += &format!(
+            "config differs: {peer} (ours {:016x}): no preemption until it matches\n",
+            status.config_digest
+        );
+    }
+    for conflict in &status.conflicts {
+        out += &format!("conflict: {conflict}\n");
     }
     let dash = |s: &str| {
         if s.is_empty() {

@@ -1,15 +1,14 @@
-//! What the cluster runtime does on each event, without I/O: which groups to hold,
-//! what a received VRRP advert means, and the adverts to send.
+//! The cluster runtime's pure helpers: the election's view of the config, the config
+//! digest, which received adverts may act on a group, and the adverts to send.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::net::IpAddr;
-use std::time::Duration;
 
-use crate::config::{AuthType, ClusterConfig, VipGroup, VrrpVersion};
-use crate::ownership::{elect, GroupSpec, Member};
-use crate::vrrp::{
-    decide, Advert, Auth, Decision, DecodeErrorKind, Local, Mismatch, Role, Version,
-};
+use sha2::{Digest as _, Sha256};
+
+use crate::config::{AuthType, ClusterConfig, VipGroup, VrrpObey, VrrpVersion};
+use crate::ownership::GroupSpec;
+use crate::vrrp::{Advert, Auth, DecodeErrorKind, Version};
 
 /// The election's view of the configured groups.
 pub fn group_specs(cluster: &ClusterConfig) -> Vec<GroupSpec> {
@@ -30,98 +29,42 @@ pub fn group_specs(cluster: &ClusterConfig) -> Vec<GroupSpec> {
         .collect()
 }
 
-/// Why this node may not hold a group it was elected for.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Blockers {
-    /// Still learning the membership after start: holding now could take groups from
-    /// owners not heard of yet.
-    pub settling: bool,
-    pub link_down: bool,
-    /// A non-agent VRRP router is master.
-    pub foreign_master: bool,
+/// Digest of what the election and the routers read from the cluster part (the VIP
+/// groups and their obey policy, as this version parses them): published in gossip, so
+/// nodes with different cluster configs notice each other.
+pub fn config_digest(cluster: &ClusterConfig) -> u64 {
+    let text = format!("{:?}|{:?}", cluster.vrrp_obey, cluster.vip_groups);
+    let digest = Sha256::digest(text.as_bytes());
+    let mut first = [0u8; 8];
+    first.copy_from_slice(&digest[..8]);
+    // 0 means "not published" in gossip (an agent that does not send it).
+    u64::from_be_bytes(first).max(1)
 }
 
-pub fn should_hold(elected_me: bool, b: Blockers) -> bool {
-    elected_me && !b.settling && !b.link_down && !b.foreign_master
+/// Whether the group's VRRP runs over IPv6.
+pub fn is_v6(group: &VipGroup) -> bool {
+    group.addresses.first().is_some_and(|a| a.addr.is_ipv6())
 }
 
-/// One change to make on the wire.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Action {
-    Release(String),
-    Acquire(String),
-}
-
-/// Turns the held set into the wanted one: releases first, so that a node never holds
-/// more than it should even for a moment.
-pub fn transitions(held: &BTreeSet<String>, wanted: &BTreeSet<String>) -> Vec<Action> {
-    let releases = held.difference(wanted).cloned().map(Action::Release);
-    let acquires = wanted.difference(held).cloned().map(Action::Acquire);
-    releases.chain(acquires).collect()
-}
-
-/// What a valid advert from a non-agent router does to one group.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ForeignOutcome {
-    /// It is master (or, resigning, stays so for the skew time): hold back until then.
-    MasterUntil(u64),
-    /// It resigned while we hold the group: advertise at once.
-    AdvertiseNow,
-    /// It loses to us: keep going (it will become backup).
-    Ignore,
-}
-
-/// Applies the VRRP rules to a foreign advert. `holding` is our role; `local` carries
-/// our priority, primary address, preemption and interval.
-pub fn on_foreign_advert(
-    local: &Local,
+/// Whether a valid advert from `src` may act on `group`: its address list must be the
+/// group's (RFC 3768 §7.1 asks to drop and log a mismatch), and `policy` (the group's
+/// `vrrp_obey`) must admit the source. The error is the drop counter's name.
+pub fn admit(
+    group: &VipGroup,
+    policy: &VrrpObey,
     advert: &Advert,
-    sender: IpAddr,
-    now_ms: u64,
-) -> Result<ForeignOutcome, Mismatch> {
-    let until =
-        |d: Duration| now_ms.saturating_add(u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
-    Ok(match decide(local, advert, sender)? {
-        Decision::Follow { master_down } => ForeignOutcome::MasterUntil(until(master_down)),
-        Decision::TakeOverAfter(skew) => ForeignOutcome::MasterUntil(until(skew)),
-        Decision::AdvertiseNow => ForeignOutcome::AdvertiseNow,
-        Decision::KeepMaster | Decision::IgnoreLowerPriority => ForeignOutcome::Ignore,
-    })
-}
-
-/// Our side of a group's virtual router for `vrrp::decide`.
-pub fn local_router(group: &VipGroup, priority: u8, primary: IpAddr, holding: bool) -> Local {
-    Local {
-        role: if holding { Role::Master } else { Role::Backup },
-        version: version(group.version),
-        priority,
-        primary,
-        preempt: group.preempt,
-        advert_interval: group.advert_int,
+    src: IpAddr,
+) -> Result<(), &'static str> {
+    let ours: BTreeSet<IpAddr> = group.addresses.iter().map(|a| a.addr).collect();
+    let theirs: BTreeSet<IpAddr> = advert.addresses.iter().copied().collect();
+    // A resigning router's list does not matter: it gives the group up.
+    if advert.priority != 0 && ours != theirs {
+        return Err("addresses");
     }
-}
-
-/// Two agents hold one group (a healed partition): the one the election ranks first
-/// keeps it, so both sides pick the same one.
-pub fn claim_winner<'a>(spec: &GroupSpec, me: &'a str, other: &'a str) -> &'a str {
-    let member = |id: &str| Member {
-        id: id.to_owned(),
-        drained: false,
-        eligible_since_ms: 0,
-    };
-    let mut spec = spec.clone();
-    spec.preempt = true;
-    spec.preempt_delay = Duration::ZERO;
-    let election = elect(
-        &[member(me), member(other)],
-        &[spec.clone()],
-        &BTreeMap::new(),
-        0,
-    );
-    match election.owners.get(&spec.name).cloned().flatten() {
-        Some(winner) if winner == other => other,
-        _ => me,
+    if !policy.obeys(src) {
+        return Err("not_obeyed");
     }
+    Ok(())
 }
 
 pub fn version(v: VrrpVersion) -> Version {
@@ -178,7 +121,6 @@ pub fn drop_reason(kind: &DecodeErrorKind) -> &'static str {
 mod tests {
     use super::*;
     use crate::config::parse;
-    use proptest::prelude::*;
 
     const CLUSTER: &str = r#"
         [cluster]
@@ -222,72 +164,36 @@ mod tests {
     }
 
     #[test]
-    fn releases_come_before_acquires() {
-        let set = |names: &[&str]| names.iter().map(|s| s.to_string()).collect();
-        assert_eq!(
-            transitions(&set(&["a", "b"]), &set(&["b", "c"])),
-            [Action::Release("a".into()), Action::Acquire("c".into())]
-        );
-        let b = Blockers {
-            settling: false,
-            link_down: false,
-            foreign_master: false,
-        };
-        assert!(should_hold(true, b));
-        assert!(!should_hold(
-            true,
-            Blockers {
-                foreign_master: true,
-                ..b
-            }
-        ));
-        assert!(!should_hold(false, b));
+    fn adverts_must_carry_the_groups_addresses_and_pass_the_policy() {
+        let c = cluster();
+        let g = &c.vip_groups[1];
+        let src: IpAddr = "192.0.2.9".parse().unwrap();
+        let ad = advert(g, 100);
+        assert_eq!(admit(g, &VrrpObey::All, &ad, src), Ok(()));
+        let mut fewer = ad.clone();
+        fewer.addresses.pop();
+        assert_eq!(admit(g, &VrrpObey::All, &fewer, src), Err("addresses"));
+        fewer.priority = 0;
+        assert_eq!(admit(g, &VrrpObey::All, &fewer, src), Ok(()));
+        assert_eq!(admit(g, &VrrpObey::None, &ad, src), Err("not_obeyed"));
+        let listed = VrrpObey::Sources(vec![src]);
+        assert_eq!(admit(g, &listed, &ad, src), Ok(()));
+        let other: IpAddr = "192.0.2.8".parse().unwrap();
+        assert_eq!(admit(g, &listed, &ad, other), Err("not_obeyed"));
     }
 
     #[test]
-    fn foreign_masters_take_over_by_priority_then_address() {
-        let c = cluster();
-        let g = &c.vip_groups[0];
-        let me: IpAddr = "192.0.2.5".parse().unwrap();
-        let above: IpAddr = "192.0.2.9".parse().unwrap();
-        let master = local_router(g, 100, me, true);
-        let mut theirs = advert(g, 100);
-        assert_eq!(
-            on_foreign_advert(&master, &theirs, above, 1000),
-            // 3 s + (256 - 100) / 256 s
-            Ok(ForeignOutcome::MasterUntil(1000 + 3000 + 609))
-        );
-        assert_eq!(
-            on_foreign_advert(&master, &theirs, "192.0.2.1".parse().unwrap(), 0),
-            Ok(ForeignOutcome::Ignore)
-        );
-        theirs.priority = 0;
-        assert_eq!(
-            on_foreign_advert(&master, &theirs, above, 0),
-            Ok(ForeignOutcome::AdvertiseNow)
-        );
-        // As backup, a resigning master is master only for the skew time.
-        let backup = local_router(g, 100, me, false);
-        assert_eq!(
-            on_foreign_advert(&backup, &theirs, above, 0),
-            Ok(ForeignOutcome::MasterUntil(609))
-        );
-        // A lower-priority foreign master is ignored by a preempting backup.
-        theirs.priority = 50;
-        assert_eq!(
-            on_foreign_advert(&backup, &theirs, above, 0),
-            Ok(ForeignOutcome::Ignore)
-        );
-    }
-
-    proptest! {
-        #[test]
-        fn both_claimants_pick_the_same_winner(a in "[a-z]{1,8}", b in "[a-z]{1,8}", pa in 1u8..255) {
-            let mut spec = group_specs(&cluster()).remove(0);
-            spec.priorities.insert(a.clone(), pa);
-            let w1 = claim_winner(&spec, &a, &b).to_owned();
-            let w2 = claim_winner(&spec, &b, &a).to_owned();
-            prop_assert_eq!(w1, w2);
-        }
+    fn the_digest_follows_the_groups_and_not_the_services() {
+        let a = cluster();
+        let mut b = cluster();
+        assert_eq!(config_digest(&a), config_digest(&b));
+        b.name = "renamed".into();
+        assert_eq!(config_digest(&a), config_digest(&b));
+        b.vip_groups[0].preempt = false;
+        assert_ne!(config_digest(&a), config_digest(&b));
+        let mut c = cluster();
+        c.vrrp_obey = VrrpObey::None;
+        assert_ne!(config_digest(&a), config_digest(&c));
+        assert_ne!(config_digest(&a), 0);
     }
 }

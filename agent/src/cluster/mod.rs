@@ -1,22 +1,28 @@
 //! The cluster runtime: gossip membership, per-VIP-group ownership, VIP addresses and
 //! VRRP on the wire, tied together by one event loop (`runtime`).
 //!
-//! - Membership (SWIM gossip) says who is alive; `ownership::elect` picks one owner per
-//!   group from that view; the owner adds the group's addresses, announces them
-//!   (gratuitous ARP / unsolicited NA) and sends VRRP adverts every `advert_int`.
-//! - Losing a group: addresses off first, announcements stopped, one priority-0 advert.
-//! - VRRP from agents never overrides the election; VRRP from other routers (keepalived)
-//!   is obeyed by the VRRP rules: a better foreign master holds the group until it
-//!   resigns or falls silent for the master-down interval.
+//! - Membership (SWIM gossip) says who is alive, and carries each node's claims: ready,
+//!   cluster config digest, held groups. `ownership::elect` picks one owner per group
+//!   among the ready members, keeping present holders (learnt from the claims) as
+//!   stickiness requires; nodes whose config digests differ do not preempt each other.
+//! - Each group runs a VRRP-shaped state machine (`router`): it starts as Backup and
+//!   listens for Master_Down_Interval before claiming, obeys any valid advert of a
+//!   master it hears (per the group's `vrrp_obey`), settles two masters by VRRP
+//!   precedence, and hands a group over on every planned move (preemption, join,
+//!   SIGTERM) with a sealed message to the successor beside a priority-0 advert.
+//! - The holder adds the group's addresses (all or none), announces them (gratuitous
+//!   ARP / unsolicited NA), advertises every `advert_int` and re-adds an address removed
+//!   by hand.
 //! - Heartbeats (`membership::heartbeat`) beside SWIM: each group's heir takes it as soon
 //!   as the owner's heartbeats stop (`silence`), like keepalived's master-down timer.
-//! - Decisions are pure (`decide`, `roster`, `silence`); sockets and netlink stay in
-//!   `runtime` and `uplink`. Local commands (`lvs-agent join`, `status`) arrive over
-//!   `control`.
+//! - Decisions are pure (`router`, `decide`, `roster`, `silence`); sockets and netlink
+//!   stay in `runtime` and `uplink`. Local commands (`lvs-agent join`, `status`) arrive
+//!   over `control`.
 
 pub mod control;
 mod decide;
 mod roster;
+mod router;
 mod runtime;
 mod silence;
 mod uplink;
@@ -84,7 +90,7 @@ impl ClusterHandle {
             .map_err(|_| Stopped)
     }
 
-    /// Planned stop: releases every group (priority-0 adverts) and leaves the gossip.
+    /// Planned stop: hands every group to its heir and leaves the gossip.
     pub async fn shutdown(&self) -> Result<(), Stopped> {
         self.call(Command::Shutdown).await
     }

@@ -1,6 +1,6 @@
 //! The membership view the election needs, kept from membership events (pure).
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
 
 use crate::membership::{MemberInfo, MembershipEvent};
@@ -11,37 +11,36 @@ use crate::ownership::Member;
 pub struct Peer {
     pub addr: SocketAddr,
     pub drain: bool,
+    /// May be handed VIP groups (settled, links up).
+    pub ready: bool,
+    pub config_digest: u64,
+    /// The groups it claims to hold.
+    pub held: Vec<String>,
     /// Addresses its VRRP adverts come from (the gossip IP is one too).
     pub vrrp_sources: Vec<IpAddr>,
-    /// When this node saw it come up (its clock, ms): the election's `eligible_since_ms`.
+    /// When this node saw it become ready (its clock, ms): the election's
+    /// `eligible_since_ms`, so `preempt_delay` counts from its readiness.
     pub since_ms: u64,
 }
 
-impl Peer {
-    fn sends_vrrp_from(&self, addr: IpAddr) -> bool {
-        self.addr.ip() == addr || self.vrrp_sources.contains(&addr)
-    }
-}
-
-/// Live peers by node id, and every address an agent was ever seen at.
+/// Live peers by node id, and the node id behind every address an agent was ever seen
+/// sending VRRP from.
 #[derive(Clone, Debug, Default)]
 pub struct Roster {
     live: BTreeMap<String, Peer>,
     /// VRRP from these addresses comes from agents (live or not), never from a foreign
-    /// router: keeping the down ones stops a healing partition looking like keepalived.
-    /// Gossip IPs and every published VRRP source (IPv6 adverts come from link-locals).
-    agents: BTreeSet<IpAddr>,
+    /// router: gossip IPs and every published VRRP source (IPv6 adverts come from
+    /// link-locals). Learnt from gossip only: a `join` address that never answers gossip
+    /// is a VRRP router like any other (a keepalived peer).
+    agents: BTreeMap<IpAddr, String>,
 }
 
 impl Roster {
-    /// `own`: this node's gossip IP and VRRP sources; `seeds`: its join peers' IPs.
-    pub fn new(
-        own: impl IntoIterator<Item = IpAddr>,
-        seeds: impl IntoIterator<Item = IpAddr>,
-    ) -> Self {
+    /// `own`: this node's id, gossip IP and VRRP sources.
+    pub fn new(own_id: &str, own: impl IntoIterator<Item = IpAddr>) -> Self {
         Roster {
             live: BTreeMap::new(),
-            agents: own.into_iter().chain(seeds).collect(),
+            agents: own.into_iter().map(|a| (a, own_id.to_owned())).collect(),
         }
     }
 
@@ -68,36 +67,55 @@ impl Roster {
                     return false;
                 };
                 p.vrrp_sources.clone_from(&after.vrrp_sources);
-                if p.drain == after.drain {
-                    return false;
+                let became_eligible = (p.drain && !after.drain) || (!p.ready && after.ready);
+                let changed = p.drain != after.drain
+                    || p.ready != after.ready
+                    || p.config_digest != after.config_digest
+                    || p.held != after.held;
+                if became_eligible {
+                    // Undrained or ready now: eligible from now on, like a node that
+                    // just came up.
+                    p.since_ms = now_ms;
                 }
                 p.drain = after.drain;
-                // Undrained now: eligible from now on, like a node that just came up.
-                p.since_ms = now_ms;
-                true
+                p.ready = after.ready;
+                p.config_digest = after.config_digest;
+                p.held.clone_from(&after.held);
+                changed
             }
-            MembershipEvent::Conflict(_) => false,
+            MembershipEvent::Conflict(_) | MembershipEvent::Handover { .. } => false,
         }
     }
 
     fn learn_sources(&mut self, m: &MemberInfo) {
-        self.agents.insert(m.addr.ip());
-        self.agents.extend(m.vrrp_sources.iter().copied());
+        for addr in std::iter::once(m.addr.ip()).chain(m.vrrp_sources.iter().copied()) {
+            self.agents.insert(addr, m.node_id.clone());
+        }
     }
 
-    /// The election's members: the live peers plus this node.
-    pub fn members(&self, own_id: &str, own_since_ms: u64) -> Vec<Member> {
-        let me = Member {
+    /// The election's members: this node, eligible since `own_since_ms` (`None`: not
+    /// ready), and the live peers that are ready.
+    pub fn members(&self, own_id: &str, own_since_ms: Option<u64>) -> Vec<Member> {
+        let me = own_since_ms.map(|since| Member {
             id: own_id.to_owned(),
             drained: false,
-            eligible_since_ms: own_since_ms,
-        };
-        let peers = self.live.iter().map(|(id, p)| Member {
-            id: id.clone(),
-            drained: p.drain,
-            eligible_since_ms: p.since_ms,
+            eligible_since_ms: since,
         });
-        std::iter::once(me).chain(peers).collect()
+        let peers = self
+            .live
+            .iter()
+            .filter(|(_, p)| p.ready)
+            .map(|(id, p)| Member {
+                id: id.clone(),
+                drained: p.drain,
+                eligible_since_ms: p.since_ms,
+            });
+        me.into_iter().chain(peers).collect()
+    }
+
+    /// Live peers, by node id.
+    pub fn peers(&self) -> impl Iterator<Item = (&String, &Peer)> {
+        self.live.iter()
     }
 
     pub fn has_live_peers(&self) -> bool {
@@ -112,16 +130,9 @@ impl Roster {
         self.live.get(id).map(|p| p.addr)
     }
 
-    pub fn is_agent(&self, addr: IpAddr) -> bool {
-        self.agents.contains(&addr)
-    }
-
-    /// The node id of the live peer sending VRRP from `addr`.
-    pub fn live_at(&self, addr: IpAddr) -> Option<&str> {
-        self.live
-            .iter()
-            .find(|(_, p)| p.sends_vrrp_from(addr))
-            .map(|(id, _)| id.as_str())
+    /// The node id of the agent (live or not) that sends VRRP from `addr`.
+    pub fn agent_at(&self, addr: IpAddr) -> Option<&str> {
+        self.agents.get(&addr).map(String::as_str)
     }
 
     #[cfg(test)]
@@ -134,6 +145,9 @@ fn peer(m: &MemberInfo, now_ms: u64) -> Peer {
     Peer {
         addr: m.addr,
         drain: m.drain,
+        ready: m.ready,
+        config_digest: m.config_digest,
+        held: m.held.clone(),
         vrrp_sources: m.vrrp_sources.clone(),
         since_ms: now_ms,
     }
@@ -151,6 +165,9 @@ mod tests {
             syncid: last,
             drain,
             version: "0".into(),
+            ready: true,
+            config_digest: 1,
+            held: Vec::new(),
             vrrp_sources: vec![link_local(last)],
             incarnation: 1,
             state: MemberState::Alive,
@@ -162,17 +179,17 @@ mod tests {
         format!("fe80::{last}").parse().unwrap()
     }
 
+    fn changed(before: MemberInfo, after: MemberInfo) -> MembershipEvent {
+        MembershipEvent::MetaChanged { before, after }
+    }
+
     #[test]
     fn up_down_drain_and_restart() {
-        let mut r = Roster::new(["192.0.2.1".parse().unwrap()], []);
+        let mut r = Roster::new("lb1", ["192.0.2.1".parse().unwrap()]);
         assert!(r.apply(&MembershipEvent::MemberUp(info("lb2", 2, false)), 10));
-        assert_eq!(r.live_at("192.0.2.2".parse().unwrap()), Some("lb2"));
-        let drained = MembershipEvent::MetaChanged {
-            before: info("lb2", 2, false),
-            after: info("lb2", 2, true),
-        };
-        assert!(r.apply(&drained, 20));
-        let members = r.members("lb1", 5);
+        assert_eq!(r.agent_at("192.0.2.2".parse().unwrap()), Some("lb2"));
+        assert!(r.apply(&changed(info("lb2", 2, false), info("lb2", 2, true)), 20));
+        let members = r.members("lb1", Some(5));
         assert_eq!(members.len(), 2);
         assert!(members[1].drained);
 
@@ -183,37 +200,51 @@ mod tests {
         assert!(r.apply(&MembershipEvent::MemberDown(info("lb2", 3, false)), 40));
         assert!(r.live().is_empty());
         // Down agents stay known as agents.
-        assert!(r.is_agent("192.0.2.2".parse().unwrap()));
-        assert_eq!(r.live_at("192.0.2.2".parse().unwrap()), None);
+        assert_eq!(r.agent_at("192.0.2.2".parse().unwrap()), Some("lb2"));
     }
 
     #[test]
-    fn agents_are_recognised_by_any_published_vrrp_source() {
+    fn only_ready_peers_are_members_eligible_from_their_readiness() {
+        let mut r = Roster::new("lb1", []);
+        let mut starting = info("lb2", 2, false);
+        starting.ready = false;
+        r.apply(&MembershipEvent::MemberUp(starting.clone()), 10);
+        assert_eq!(r.members("lb1", None), []);
+        assert!(r.apply(&changed(starting, info("lb2", 2, false)), 500));
+        let members = r.members("lb1", None);
+        assert_eq!((members.len(), members[0].eligible_since_ms), (1, 500));
+
+        // Claims and digests change the election's inputs too.
+        let mut holding = info("lb2", 2, false);
+        holding.held = vec!["g1".into()];
+        assert!(r.apply(&changed(info("lb2", 2, false), holding.clone()), 600));
+        assert_eq!(r.live()["lb2"].held, ["g1"]);
+        assert_eq!(r.live()["lb2"].since_ms, 500);
+        let mut other = holding.clone();
+        other.config_digest = 9;
+        assert!(r.apply(&changed(holding, other), 700));
+        assert_eq!(r.live()["lb2"].config_digest, 9);
+    }
+
+    #[test]
+    fn agents_are_recognised_by_any_published_vrrp_source_and_seeds_are_not() {
         let own = link_local(1);
-        let mut r = Roster::new(["192.0.2.1".parse().unwrap(), own], []);
-        assert!(r.is_agent(own));
-        assert!(!r.is_agent(link_local(2)), "unknown before gossip says so");
+        let mut r = Roster::new("lb1", ["192.0.2.1".parse().unwrap(), own]);
+        assert_eq!(r.agent_at(own), Some("lb1"));
+        assert_eq!(
+            r.agent_at(link_local(2)),
+            None,
+            "unknown before gossip says so"
+        );
 
         r.apply(&MembershipEvent::MemberUp(info("lb2", 2, false)), 10);
-        assert!(r.is_agent(link_local(2)));
-        assert_eq!(r.live_at(link_local(2)), Some("lb2"));
-        assert_eq!(r.live_at(link_local(3)), None);
+        assert_eq!(r.agent_at(link_local(2)), Some("lb2"));
 
         // A new link-local (interface re-created) arrives as a metadata change.
         let mut moved = info("lb2", 2, false);
         moved.vrrp_sources = vec![link_local(9)];
-        let changed = MembershipEvent::MetaChanged {
-            before: info("lb2", 2, false),
-            after: moved,
-        };
-        assert!(!r.apply(&changed, 20), "sources do not change the election");
-        assert_eq!(r.live_at(link_local(9)), Some("lb2"));
-        assert_eq!(r.live_at(link_local(2)), None);
+        assert!(!r.apply(&changed(info("lb2", 2, false), moved), 20));
+        assert_eq!(r.agent_at(link_local(9)), Some("lb2"));
         assert_eq!(r.live()["lb2"].since_ms, 10);
-
-        // Down, it stays an agent by every address it published.
-        r.apply(&MembershipEvent::MemberDown(info("lb2", 2, false)), 30);
-        assert_eq!(r.live_at(link_local(9)), None);
-        assert!(r.is_agent(link_local(2)) && r.is_agent(link_local(9)));
     }
 }

@@ -1,7 +1,10 @@
-//! The cluster event loop: one task owning this node's cluster state. Each wake-up
-//! (membership event, VRRP packet, link change, command, timer) updates the state, then
-//! `reconcile` elects, works out the groups to hold with `decide`, and makes the
-//! interface match.
+//! The cluster event loop: the thin shell around the per-group state machines
+//! (`router`). One task owns this node's cluster state. Each wake-up (membership event,
+//! VRRP packet, link change, heartbeat silence, command, timer) becomes inputs to the
+//! routers; `reconcile` runs the election and gives every router its `View`; the
+//! effects the routers return are performed here (addresses, announcements, adverts,
+//! hand-overs), and what this node claims (readiness, config digest, held groups) is
+//! published in its gossip metadata.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, SocketAddr};
@@ -15,13 +18,15 @@ use tokio::task::JoinHandle;
 use tokio::time::{sleep_until, Instant};
 use tracing::{debug, info, warn};
 
-use super::decide::{self, Action, Blockers, ForeignOutcome};
+use super::decide;
 use super::roster::Roster;
+use super::router::{Effect, Input, Router, Settings, View};
 use super::silence::Silences;
 use super::uplink::{Uplink, UplinkEvent};
 use crate::config::{ClusterConfig, NodeConfig, VipGroup};
 use crate::membership::{
-    self, ClusterKey, KeyRing, MembershipConfig, MembershipEvent, MembershipHandle,
+    self, Claims, ClusterKey, Conflict, KeyRing, MembershipConfig, MembershipEvent,
+    MembershipHandle,
 };
 use crate::ownership::{elect, heirs, GroupSpec};
 use crate::vip::addr::{AddrControl, LinkEvent, Vip};
@@ -33,43 +38,55 @@ pub(super) enum Command {
     Join(Vec<SocketAddr>, oneshot::Sender<()>),
     Status(oneshot::Sender<StatusReply>),
     Reload(Box<ClusterConfig>),
-    /// Release every group (addresses off, priority-0 adverts), leave the gossip.
+    /// Hand every group over to its heir (priority-0 adverts, hand-overs), leave the
+    /// gossip.
     Shutdown(oneshot::Sender<()>),
 }
 
-/// A non-agent VRRP master of one group.
-#[derive(Clone, Debug)]
-struct Foreign {
-    addr: IpAddr,
-    until_ms: u64,
+/// A group this node holds: the definition its addresses were added from, so that
+/// releasing removes exactly those whatever the config says by then.
+struct Held {
+    group: VipGroup,
+    announcing: JoinHandle<()>,
+    next_advert: Instant,
 }
 
+/// After a failed acquire, the election is retried this much later.
+const ACQUIRE_RETRY: Duration = Duration::from_secs(1);
 pub(super) struct Runtime {
     node: NodeConfig,
     cluster: ClusterConfig,
     specs: Vec<GroupSpec>,
+    /// `decide::config_digest` of `cluster`, published in gossip.
+    digest: u64,
     membership: MembershipHandle,
     addrs: AddrControl,
     uplinks: BTreeMap<String, Uplink>,
     roster: Roster,
     start: Instant,
-    /// Until then (ms since start) nothing is acquired; see `Blockers::settling`.
+    /// Until then (ms since start) nothing is claimed; see `View::settling`.
     settle_at_ms: u64,
     /// How long to settle with no peer heard (0 without join peers): at start, and
     /// when the uplink comes back with every peer lost behind it.
     settle_ms: u64,
+    /// Since when this node is ready (ms), `None` while not.
+    ready_since_ms: Option<u64>,
     owners: BTreeMap<String, Option<String>>,
     recheck_at_ms: Option<u64>,
-    foreign: BTreeMap<String, Foreign>,
-    held: BTreeSet<String>,
-    announcing: BTreeMap<String, JoinHandle<()>>,
-    next_advert: BTreeMap<String, Instant>,
+    routers: BTreeMap<String, Router>,
+    held: BTreeMap<String, Held>,
     dropped: BTreeMap<&'static str, u64>,
     owns_any: watch::Sender<bool>,
     /// Owners presumed down on heartbeat silence.
     silences: Silences,
     /// Heartbeat targets and sources last given to the membership.
     heartbeats: (BTreeSet<SocketAddr>, BTreeSet<String>),
+    /// What this node last published in gossip.
+    claims: Claims,
+    /// Live peers whose cluster config digest differs from ours, as last logged.
+    differing: BTreeSet<String>,
+    /// Membership conflicts (node id, syncid) reported so far, for status.
+    conflicts: Vec<String>,
 }
 
 /// The SWIM LAN preset with every timer scaled by `probe_period` / 1 s.
@@ -188,10 +205,17 @@ impl Runtime {
         };
         let own = std::iter::once(node.address).chain(vrrp_sources);
         let mut runtime = Runtime {
-            roster: Roster::new(own, seeds.iter().map(SocketAddr::ip)),
+            roster: Roster::new(node.id.as_str(), own),
             specs: decide::group_specs(&cluster),
+            digest: decide::config_digest(&cluster),
             settle_at_ms: settle_ms,
             settle_ms,
+            ready_since_ms: None,
+            routers: cluster
+                .vip_groups
+                .iter()
+                .map(|g| (g.name.clone(), Router::new()))
+                .collect(),
             node,
             cluster,
             membership,
@@ -200,14 +224,14 @@ impl Runtime {
             start: Instant::now(),
             owners: BTreeMap::new(),
             recheck_at_ms: None,
-            foreign: BTreeMap::new(),
-            held: BTreeSet::new(),
-            announcing: BTreeMap::new(),
-            next_advert: BTreeMap::new(),
+            held: BTreeMap::new(),
             dropped: BTreeMap::new(),
             owns_any,
             silences: Silences::default(),
             heartbeats: Default::default(),
+            claims: Claims::default(),
+            differing: BTreeSet::new(),
+            conflicts: Vec::new(),
         };
         runtime.remove_stale_vips().await;
         Ok((runtime, member_events, uplink_events))
@@ -257,13 +281,13 @@ impl Runtime {
         loop {
             let wake = self.next_wake();
             tokio::select! {
-                Some(event) = members.recv() => self.on_membership(event),
+                Some(event) = members.recv() => self.on_membership(event).await,
                 Ok(()) = silent.changed() => {
                     let now_silent = silent.borrow_and_update().clone();
-                    self.on_silence(&now_silent);
+                    self.on_silence(&now_silent).await;
                 }
                 Some(event) = uplink_events.recv() => match event {
-                    UplinkEvent::Link(name, event) => self.on_link(&name, event).await,
+                    UplinkEvent::Link(name, event) => self.on_link(&name, event),
                     UplinkEvent::Vrrp(name, packet) => self.on_vrrp(&name, packet).await,
                 },
                 command = commands.recv() => match command {
@@ -276,7 +300,7 @@ impl Runtime {
                     Some(Command::Status(reply)) => {
                         let _ = reply.send(self.status().await);
                     }
-                    Some(Command::Reload(cluster)) => self.reload(*cluster),
+                    Some(Command::Reload(cluster)) => self.reload(*cluster).await,
                     Some(Command::Shutdown(reply)) => {
                         self.shutdown().await;
                         let _ = reply.send(());
@@ -302,15 +326,15 @@ impl Runtime {
         ]
         .into_iter()
         .flatten()
-        .chain(self.foreign.values().map(|f| f.until_ms))
+        .chain(self.routers.values().filter_map(|r| r.next_wake_ms(now_ms)))
         .map(|t| self.at(t));
         timers_ms
-            .chain(self.next_advert.values().copied())
+            .chain(self.held.values().map(|h| h.next_advert))
             .min()
             .unwrap_or_else(|| Instant::now() + Duration::from_secs(3600))
     }
 
-    fn on_membership(&mut self, event: MembershipEvent) {
+    async fn on_membership(&mut self, event: MembershipEvent) {
         let now = self.now_ms();
         if matches!(event, MembershipEvent::MemberUp(_)) {
             // Peers answered: the rest of the view follows within a couple of probes.
@@ -322,30 +346,53 @@ impl Runtime {
                 info!(peer = %m.node_id, "SWIM settled a peer presumed down on heartbeat silence");
             }
         }
-        self.roster.apply(&event, now);
-        // Adverts heard before gossip named their sender (an IPv6 link-local) were
-        // taken for a foreign router's: an agent's never hold a group back.
-        let roster = &self.roster;
-        self.foreign.retain(|name, f| {
-            let foreign = !roster.is_agent(f.addr);
-            if !foreign {
-                debug!(group = %name, master = %f.addr, "the VRRP master is an agent");
+        match &event {
+            MembershipEvent::Handover { from, group } => {
+                if self.routers.contains_key(group) {
+                    self.owners
+                        .insert(group.clone(), Some(self.node.id.to_string()));
+                    self.step(group, Input::Handover { from }).await;
+                } else {
+                    warn!(%from, %group, "handed a group this node does not know (config differs?)");
+                }
             }
-            foreign
-        });
+            MembershipEvent::Conflict(conflict) => {
+                let text = match conflict {
+                    Conflict::NodeId { node_id, addrs } => {
+                        format!("node id {node_id} used at {} and {}", addrs[0], addrs[1])
+                    }
+                    Conflict::Syncid { syncid, node_ids } => {
+                        format!("syncid {syncid} used by {}", node_ids.join(", "))
+                    }
+                };
+                if !self.conflicts.contains(&text) {
+                    self.conflicts.push(text);
+                }
+            }
+            _ => {}
+        }
+        self.roster.apply(&event, now);
     }
 
-    fn on_silence(&mut self, silent: &BTreeSet<String>) {
+    async fn on_silence(&mut self, silent: &BTreeSet<String>) {
         let roster = &self.roster;
-        for peer in self
+        let presumed = self
             .silences
-            .update(silent, &self.heartbeats.1, |p| roster.is_live(p))
-        {
+            .update(silent, &self.heartbeats.1, |p| roster.is_live(p));
+        for peer in presumed {
             warn!(%peer, "heartbeat silence: presuming the owner down, taking the groups this node is heir of");
+            let names: Vec<String> = self.routers.keys().cloned().collect();
+            for name in names {
+                self.step(&name, Input::PresumedDown(&peer)).await;
+            }
         }
     }
 
-    fn reload(&mut self, cluster: ClusterConfig) {
+    /// Applies a validated cluster config: groups gone from it (removed or renamed) are
+    /// released from the addresses they were acquired with, held groups whose
+    /// addresses changed get exactly the new ones, new groups start as routers of
+    /// their own.
+    async fn reload(&mut self, cluster: ClusterConfig) {
         // Sockets are opened, and their sources published, at start only.
         let unopened = families(&self.node, &cluster)
             .into_iter()
@@ -363,11 +410,73 @@ impl Runtime {
             return;
         }
         info!("cluster config reloaded");
+        let gone: Vec<String> = self
+            .routers
+            .keys()
+            .filter(|name| !cluster.vip_groups.iter().any(|g| &g.name == *name))
+            .cloned()
+            .collect();
+        for name in gone {
+            if self.held.contains_key(&name) {
+                info!(group = %name, "group removed from the config: releasing it");
+                self.release(&name, None).await;
+            }
+            self.routers.remove(&name);
+            self.owners.remove(&name);
+        }
+        for g in &cluster.vip_groups {
+            self.routers.entry(g.name.clone()).or_default();
+        }
+        let changed: Vec<VipGroup> = cluster
+            .vip_groups
+            .iter()
+            .filter(|g| {
+                self.held.get(&g.name).is_some_and(|h| {
+                    h.group.addresses != g.addresses || h.group.interface != g.interface
+                })
+            })
+            .cloned()
+            .collect();
         self.specs = decide::group_specs(&cluster);
+        self.digest = decide::config_digest(&cluster);
         self.cluster = cluster;
+        for group in changed {
+            self.readdress(group).await;
+        }
     }
 
-    async fn on_link(&mut self, name: &str, event: LinkEvent) {
+    /// A held group whose addresses changed in the config: add the new ones, then
+    /// remove those no longer configured.
+    async fn readdress(&mut self, group: VipGroup) {
+        let Some(old) = self.held.get(&group.name).map(|h| h.group.clone()) else {
+            return;
+        };
+        info!(group = %group.name, "addresses changed in the config: applying them");
+        if old.interface_or(&self.node.interface) != group.interface_or(&self.node.interface) {
+            self.release(&group.name, None).await;
+            if let Some(r) = self.routers.get_mut(&group.name) {
+                *r = Router::new();
+            }
+            return;
+        }
+        if !self.add_vips(&group).await {
+            return;
+        }
+        let keep: BTreeSet<IpAddr> = group.addresses.iter().map(|a| a.addr).collect();
+        let stale: Vec<IpAddr> = old
+            .addresses
+            .iter()
+            .map(|a| a.addr)
+            .filter(|a| !keep.contains(a))
+            .collect();
+        self.remove_vips(&old, &stale).await;
+        if let Some(h) = self.held.get_mut(&group.name) {
+            h.group = group.clone();
+        }
+        self.announce(&group.name);
+    }
+
+    fn on_link(&mut self, name: &str, event: LinkEvent) {
         let up = matches!(event, LinkEvent::State(s) if s.is_up());
         let Some(uplink) = self.uplinks.get_mut(name) else {
             return;
@@ -395,8 +504,21 @@ impl Runtime {
         self.cluster.vip_groups.iter().find(|g| g.name == name)
     }
 
-    fn priority(&self, group: &VipGroup) -> u8 {
-        group.priority_of(&self.node.id).get()
+    /// The router settings of `group` on this node; `None` when its link has no VRRP
+    /// socket of the group's family.
+    fn settings(&self, group: &VipGroup) -> Option<Settings> {
+        let primary = self
+            .uplinks
+            .get(group.interface_or(&self.node.interface))?
+            .socket(decide::is_v6(group))?
+            .source();
+        Some(Settings {
+            version: decide::version(group.version),
+            priority: group.priority_of(&self.node.id).get(),
+            primary,
+            preempt: group.preempt,
+            advert_int: group.advert_int,
+        })
     }
 
     async fn on_vrrp(&mut self, interface: &str, packet: Received) {
@@ -412,9 +534,7 @@ impl Runtime {
             .find(|g| {
                 g.vrrp_id == vrid
                     && g.interface_or(&node_interface) == interface
-                    && g.addresses
-                        .first()
-                        .is_some_and(|a| a.addr.is_ipv6() == packet.src.is_ipv6())
+                    && decide::is_v6(g) == packet.src.is_ipv6()
             })
             .cloned()
         else {
@@ -437,37 +557,72 @@ impl Runtime {
                 return;
             }
         };
-        if self.roster.is_agent(packet.src) {
-            self.on_agent_advert(&group, &advert, packet.src);
+        let me = self.node.id.as_str();
+        let agent = self.roster.agent_at(packet.src).map(str::to_owned);
+        if agent.as_deref() == Some(me) {
+            return; // our own, looped back
+        }
+        if let Err(reason) =
+            decide::admit(&group, self.cluster.obey_of(&group), &advert, packet.src)
+        {
+            *self.dropped.entry(reason).or_default() += 1;
+            debug!(group = %group.name, src = %packet.src, reason, "VRRP advert not obeyed");
             return;
         }
-        let holding = self.held.contains(&group.name);
-        let Some(primary) = self
-            .uplinks
-            .get(interface)
-            .and_then(|u| u.socket(packet.src.is_ipv6()))
-            .map(|s| s.source())
-        else {
+        if let Some(node) = &agent {
+            if advert.priority > 0 && self.silences.refute(node) {
+                info!(peer = %node, group = %group.name, "a peer presumed down on heartbeat silence still advertises");
+            }
+        }
+        let now = self.now_ms();
+        let before = self
+            .routers
+            .get(&group.name)
+            .and_then(|r| r.heard(now).map(|h| h.src));
+        self.step(
+            &group.name,
+            Input::Advert {
+                src: packet.src,
+                node: agent.as_deref(),
+                advert: &advert,
+            },
+        )
+        .await;
+        let after = self
+            .routers
+            .get(&group.name)
+            .and_then(|r| r.heard(now).map(|h| h.src));
+        if after == Some(packet.src) && before != after {
+            match &agent {
+                Some(node) => {
+                    debug!(group = %group.name, holder = %node, "following the agent's adverts");
+                }
+                None => info!(
+                    group = %group.name, master = %packet.src, priority = advert.priority,
+                    "non-agent VRRP master {} for {}, priority {}", packet.src, group.name, advert.priority
+                ),
+            }
+        }
+        if let (Some(node), Some(_)) = (&agent, after) {
+            // The holder, learnt from its adverts: stickiness agrees across the cluster.
+            self.owners.insert(group.name.clone(), Some(node.clone()));
+        }
+    }
+
+    /// One input to one group's router, then its effects.
+    async fn step(&mut self, name: &str, input: Input<'_>) {
+        let now = self.now_ms();
+        let Some(group) = self.group(name).cloned() else {
             return;
         };
-        let local = decide::local_router(&group, self.priority(&group), primary, holding);
-        match decide::on_foreign_advert(&local, &advert, packet.src, self.now_ms()) {
-            Ok(ForeignOutcome::MasterUntil(until_ms)) => {
-                if !self.foreign.contains_key(&group.name) {
-                    info!(group = %group.name, master = %packet.src, priority = advert.priority, "a non-agent VRRP router is master");
-                }
-                self.foreign.insert(
-                    group.name.clone(),
-                    Foreign {
-                        addr: packet.src,
-                        until_ms,
-                    },
-                );
-            }
-            Ok(ForeignOutcome::AdvertiseNow) => {
-                self.next_advert.insert(group.name.clone(), Instant::now());
-            }
-            Ok(ForeignOutcome::Ignore) => {}
+        let Some(settings) = self.settings(&group) else {
+            return;
+        };
+        let Some(router) = self.routers.get_mut(name) else {
+            return;
+        };
+        match router.step(input, &settings, now) {
+            Ok(effects) => self.perform(name, effects).await,
             Err(mismatch) => {
                 *self.dropped.entry("mismatch").or_default() += 1;
                 warn!(%mismatch, "VRRP advert of a differently configured router");
@@ -475,59 +630,66 @@ impl Runtime {
         }
     }
 
-    /// Agents' adverts never override the election, but they tell who holds a group:
-    /// after a partition heals, two holders settle on the one the election ranks first,
-    /// and everyone else learns the holder so that stickiness agrees across the cluster.
-    fn on_agent_advert(&mut self, group: &VipGroup, advert: &vrrp::Advert, src: IpAddr) {
-        let Some(sender) = self.roster.live_at(src).map(str::to_owned) else {
-            return; // not (yet) a live member here: gossip decides once it is
-        };
-        if advert.priority == 0 {
-            return;
-        }
-        if self.silences.refute(&sender) {
-            info!(peer = %sender, group = %group.name, "a peer presumed down on heartbeat silence still advertises: back in the election");
-        }
-        let Some(spec) = self.specs.iter().find(|s| s.name == group.name) else {
-            return;
-        };
-        let me = self.node.id.as_str();
-        let claimant = if self.held.contains(&group.name) {
-            decide::claim_winner(spec, me, &sender).to_owned()
-        } else {
-            sender
-        };
-        let owner = self.owners.entry(group.name.clone()).or_default();
-        if owner.as_deref() != Some(claimant.as_str()) {
-            debug!(group = %group.name, holder = %claimant, "learnt the holder from its adverts");
-            *owner = Some(claimant);
+    async fn perform(&mut self, name: &str, effects: Vec<Effect>) {
+        for effect in effects {
+            match effect {
+                Effect::Acquire => {
+                    if !self.acquire(name).await {
+                        if let Some(router) = self.routers.get_mut(name) {
+                            router.acquire_failed();
+                        }
+                        self.recheck_at_ms = Some(self.now_ms() + ms(ACQUIRE_RETRY));
+                    }
+                }
+                Effect::Release { to } => self.release(name, to).await,
+                Effect::AdvertiseNow => {
+                    if let Some(h) = self.held.get_mut(name) {
+                        h.next_advert = Instant::now();
+                    }
+                }
+                Effect::Announce => self.announce(name),
+            }
         }
     }
 
+    /// Runs the election and gives every router its view.
     async fn reconcile(&mut self) {
         let now = self.now_ms();
-        self.foreign.retain(|name, f| {
-            let active = f.until_ms > now;
-            if !active {
-                info!(group = %name, master = %f.addr, "the non-agent VRRP master is gone");
-            }
-            active
-        });
-        let own_since = self.settle_at_ms;
-        let mut members = self.roster.members(self.node.id.as_str(), own_since);
+        let settling = now < self.settle_at_ms;
+        let links_up = self.uplinks.values().all(|u| u.up);
+        let ready = !settling && links_up;
+        match (ready, self.ready_since_ms) {
+            (true, None) => self.ready_since_ms = Some(now),
+            (false, Some(_)) => self.ready_since_ms = None,
+            _ => {}
+        }
+        self.note_differing();
+        let mut members = self
+            .roster
+            .members(self.node.id.as_str(), self.ready_since_ms);
         members.retain(|m| !self.silences.is_presumed_down(&m.id));
-        let current: BTreeMap<String, String> = self
-            .owners
-            .iter()
-            .filter_map(|(g, o)| o.clone().map(|o| (g.clone(), o)))
-            .collect();
-        let election = elect(&members, &self.specs, &current, now);
+        let current = self.current_owners();
+        // With a peer configured differently, nobody preempts: each side keeps what it
+        // holds, and only groups without an eligible owner move.
+        let specs: Vec<GroupSpec> = if self.differing.is_empty() {
+            self.specs.clone()
+        } else {
+            self.specs
+                .iter()
+                .cloned()
+                .map(|mut s| {
+                    s.preempt = false;
+                    s
+                })
+                .collect()
+        };
+        let election = elect(&members, &specs, &current, now);
         let settled: BTreeMap<String, String> = election
             .owners
             .iter()
             .filter_map(|(g, o)| o.clone().map(|o| (g.clone(), o)))
             .collect();
-        let heirs = heirs(&members, &self.specs, &settled);
+        let heirs = heirs(&members, &specs, &settled);
         for (group, owner) in &election.owners {
             if self.owners.get(group) != Some(owner) {
                 info!(group = %group, owner = owner.as_deref().unwrap_or("-"), "elected");
@@ -536,37 +698,84 @@ impl Runtime {
         self.owners = election.owners;
         self.recheck_at_ms = election.recheck_at_ms;
 
-        let me = self.node.id.as_str();
-        let wanted: BTreeSet<String> = self
-            .cluster
-            .vip_groups
-            .iter()
-            .filter(|g| {
-                let elected_me = self.owners.get(&g.name).cloned().flatten().as_deref() == Some(me);
-                let link_up = self
-                    .uplinks
-                    .get(g.interface_or(&self.node.interface))
-                    .is_some_and(|u| u.up);
-                let blockers = Blockers {
-                    settling: now < self.settle_at_ms,
-                    link_down: !link_up,
-                    foreign_master: self.foreign.contains_key(&g.name),
-                };
-                decide::should_hold(elected_me, blockers)
-            })
-            .map(|g| g.name.clone())
-            .collect();
-        for action in decide::transitions(&self.held, &wanted) {
-            match action {
-                Action::Release(name) => self.release(&name).await,
-                Action::Acquire(name) => self.acquire(&name).await,
-            }
+        let me = self.node.id.to_string();
+        let names: Vec<String> = self.routers.keys().cloned().collect();
+        for name in names {
+            let Some(group) = self.group(&name) else {
+                continue;
+            };
+            let owner = self.owners.get(&name).cloned().flatten();
+            let link_up = self
+                .uplinks
+                .get(group.interface_or(&self.node.interface))
+                .is_some_and(|u| u.up);
+            let successor = owner
+                .clone()
+                .filter(|o| *o != me && self.roster.gossip_addr(o).is_some());
+            let view = View {
+                elected_me: owner.as_deref() == Some(me.as_str()),
+                link_up,
+                settling,
+                successor,
+            };
+            self.step(&name, Input::View(view)).await;
         }
         self.update_heartbeats(&settled, &heirs).await;
+        self.publish_claims().await;
         self.owns_any.send_if_modified(|owns| {
             let now_owns = !self.held.is_empty();
             std::mem::replace(owns, now_owns) != now_owns
         });
+    }
+
+    /// The election's present owners: the last election's, then the holders learnt
+    /// from gossip claims, then this node's own holdings.
+    fn current_owners(&self) -> BTreeMap<String, String> {
+        let mut current: BTreeMap<String, String> = self
+            .owners
+            .iter()
+            .filter_map(|(g, o)| o.clone().map(|o| (g.clone(), o)))
+            .collect();
+        for (id, peer) in self.roster.peers() {
+            for g in &peer.held {
+                current.insert(g.clone(), id.clone());
+            }
+        }
+        for g in self.held.keys() {
+            current.insert(g.clone(), self.node.id.to_string());
+        }
+        current
+    }
+
+    /// Logs live peers whose cluster config differs, once per change.
+    fn note_differing(&mut self) {
+        let differing: BTreeSet<String> = self
+            .roster
+            .peers()
+            .filter(|(_, p)| p.config_digest != 0 && p.config_digest != self.digest)
+            .map(|(id, _)| id.clone())
+            .collect();
+        for peer in differing.difference(&self.differing) {
+            warn!(%peer, "cluster config differs from this node's: no preemption until it matches");
+        }
+        for peer in self.differing.difference(&differing) {
+            info!(%peer, "cluster config matches again");
+        }
+        self.differing = differing;
+    }
+
+    async fn publish_claims(&mut self) {
+        let claims = Claims {
+            ready: self.ready_since_ms.is_some(),
+            config_digest: self.digest,
+            held: self.held.keys().cloned().collect(),
+        };
+        if claims != self.claims {
+            if self.membership.set_claims(claims.clone()).await.is_err() {
+                debug!("claims: the membership task has stopped");
+            }
+            self.claims = claims;
+        }
     }
 
     /// Beacon to the heirs of the groups held here; listen to the owners of the groups
@@ -579,7 +788,7 @@ impl Runtime {
         let me = self.node.id.as_str();
         let send_to = self
             .held
-            .iter()
+            .keys()
             .filter_map(|g| heirs.get(g))
             .filter_map(|heir| self.roster.gossip_addr(heir))
             .collect();
@@ -604,84 +813,163 @@ impl Runtime {
         }
     }
 
-    async fn acquire(&mut self, name: &str) {
-        let Some(group) = self.group(name).cloned() else {
-            return;
-        };
+    /// Adds every address of `group`; on any failure removes those it added and says
+    /// false, so a group is never held, nor advertised, with addresses missing.
+    async fn add_vips(&self, group: &VipGroup) -> bool {
         let Some(uplink) = self.uplinks.get(group.interface_or(&self.node.interface)) else {
-            return;
+            return false;
         };
+        let mut added = Vec::new();
         for a in &group.addresses {
             let vip = Vip {
                 addr: a.addr,
                 prefix_len: a.prefix_len,
                 label: None,
             };
-            if let Err(e) = self.addrs.add(&uplink.link, &vip).await {
-                warn!(group = name, error = %e, "adding a VIP");
+            match self.addrs.add(&uplink.link, &vip).await {
+                Ok(_) => added.push(a.addr),
+                Err(e) => {
+                    warn!(group = %group.name, error = %e, "adding a VIP failed: not holding the group");
+                    self.remove_vips(group, &added).await;
+                    return false;
+                }
             }
         }
-        let announcer = Arc::clone(&uplink.announcer);
-        let vips: Vec<IpAddr> = group.addresses.iter().map(|a| a.addr).collect();
-        let settings = announce_settings(&group);
-        let task = tokio::spawn(async move {
-            if let Err(e) = announcer.run(&vips, &settings).await {
-                warn!(error = %e, "announcing VIPs");
-            }
-        });
-        info!(group = name, "acquired: VIPs added, announcing");
-        self.announcing.insert(name.to_owned(), task);
-        self.next_advert.insert(name.to_owned(), Instant::now());
-        self.held.insert(name.to_owned());
+        true
     }
 
-    /// Addresses first, so traffic stops here before anyone else is told to take it.
-    async fn release(&mut self, name: &str) {
-        self.held.remove(name);
-        self.next_advert.remove(name);
-        if let Some(task) = self.announcing.remove(name) {
-            task.abort();
-        }
-        let Some(group) = self.group(name).cloned() else {
-            return;
-        };
+    async fn remove_vips(&self, group: &VipGroup, addrs: &[IpAddr]) {
         let Some(uplink) = self.uplinks.get(group.interface_or(&self.node.interface)) else {
             return;
         };
-        for a in &group.addresses {
-            if let Err(e) = self.addrs.remove(&uplink.link, a.addr).await {
-                warn!(group = name, error = %e, "removing a VIP");
+        for &addr in addrs {
+            if let Err(e) = self.addrs.remove(&uplink.link, addr).await {
+                warn!(group = %group.name, error = %e, "removing a VIP");
             }
         }
-        if uplink.up {
-            self.send_advert(&group, 0).await;
+    }
+
+    /// Re-adds the addresses of held groups that someone removed by hand.
+    async fn repair_vips(&self, group: &VipGroup) {
+        let Some(uplink) = self.uplinks.get(group.interface_or(&self.node.interface)) else {
+            return;
+        };
+        let wanted: BTreeSet<IpAddr> = group.addresses.iter().map(|a| a.addr).collect();
+        let Ok(present) = self.addrs.list_in(&uplink.link, &wanted).await else {
+            return;
+        };
+        if present.len() < wanted.len() {
+            warn!(group = %group.name, "a held VIP was removed from the interface: adding it back");
+            self.add_vips(group).await;
         }
-        info!(group = name, "released: VIPs removed");
+    }
+
+    async fn acquire(&mut self, name: &str) -> bool {
+        let Some(group) = self.group(name).cloned() else {
+            return false;
+        };
+        if !self.add_vips(&group).await {
+            return false;
+        }
+        info!(group = name, "acquired: VIPs added, announcing");
+        self.held.insert(
+            name.to_owned(),
+            Held {
+                group,
+                announcing: tokio::spawn(async {}),
+                next_advert: Instant::now(),
+            },
+        );
+        self.announce(name);
+        self.owners
+            .insert(name.to_owned(), Some(self.node.id.to_string()));
+        self.publish_claims().await;
+        true
+    }
+
+    /// (Re)starts announcing a held group's addresses: a burst now, then as configured.
+    fn announce(&mut self, name: &str) {
+        let Some(held) = self.held.get(name) else {
+            return;
+        };
+        let Some(uplink) = self
+            .uplinks
+            .get(held.group.interface_or(&self.node.interface))
+        else {
+            return;
+        };
+        let announcer = Arc::clone(&uplink.announcer);
+        let vips: Vec<IpAddr> = held.group.addresses.iter().map(|a| a.addr).collect();
+        let settings = announce_settings(&held.group);
+        let task = tokio::spawn(async move { announcer.run(&vips, &settings).await });
+        if let Some(held) = self.held.get_mut(name) {
+            std::mem::replace(&mut held.announcing, task).abort();
+        }
+    }
+
+    /// Addresses first, so traffic stops here before anyone else is told to take it;
+    /// then a priority-0 advert and the hand-over to `to`.
+    async fn release(&mut self, name: &str, to: Option<String>) {
+        let Some(held) = self.held.remove(name) else {
+            return;
+        };
+        held.announcing.abort();
+        let addrs: Vec<IpAddr> = held.group.addresses.iter().map(|a| a.addr).collect();
+        self.remove_vips(&held.group, &addrs).await;
+        if self
+            .uplinks
+            .get(held.group.interface_or(&self.node.interface))
+            .is_some_and(|u| u.up)
+        {
+            self.send_advert(&held.group, 0).await;
+        }
+        if let Some(to) = to {
+            match self.roster.gossip_addr(&to) {
+                Some(addr) => {
+                    if self
+                        .membership
+                        .handover(addr, to.clone(), name.to_owned())
+                        .await
+                        .is_err()
+                    {
+                        debug!("hand-over: the membership task has stopped");
+                    }
+                    info!(group = name, successor = %to, "released: VIPs removed, handed over");
+                }
+                None => info!(group = name, "released: VIPs removed"),
+            }
+        } else {
+            info!(group = name, "released: VIPs removed");
+        }
+        self.publish_claims().await;
     }
 
     async fn send_due_adverts(&mut self) {
         let now = Instant::now();
         let due: Vec<String> = self
-            .next_advert
+            .held
             .iter()
-            .filter(|(_, at)| **at <= now)
+            .filter(|(_, h)| h.next_advert <= now)
             .map(|(g, _)| g.clone())
             .collect();
         for name in due {
-            let Some(group) = self.group(&name).cloned() else {
+            let Some(group) = self.held.get(&name).map(|h| h.group.clone()) else {
                 continue;
             };
-            self.send_advert(&group, self.priority(&group)).await;
-            self.next_advert.insert(name, now + group.advert_int);
+            self.send_advert(&group, group.priority_of(&self.node.id).get())
+                .await;
+            self.repair_vips(&group).await;
+            if let Some(h) = self.held.get_mut(&name) {
+                h.next_advert = now + group.advert_int;
+            }
         }
     }
 
     async fn send_advert(&self, group: &VipGroup, priority: u8) {
-        let v6 = group.addresses.first().is_some_and(|a| a.addr.is_ipv6());
         let Some(socket) = self
             .uplinks
             .get(group.interface_or(&self.node.interface))
-            .and_then(|u| u.socket(v6))
+            .and_then(|u| u.socket(decide::is_v6(group)))
         else {
             return;
         };
@@ -698,10 +986,20 @@ impl Runtime {
         }
     }
 
+    /// Planned stop: every held group goes to its heir (the election without this
+    /// node) with a hand-over, then the gossip is left.
     async fn shutdown(&mut self) {
-        let held: Vec<String> = self.held.iter().cloned().collect();
-        for name in held {
-            self.release(&name).await;
+        let others: Vec<_> = self
+            .roster
+            .members(self.node.id.as_str(), None)
+            .into_iter()
+            .filter(|m| !self.silences.is_presumed_down(&m.id))
+            .collect();
+        let election = elect(&others, &self.specs, &self.current_owners(), self.now_ms());
+        let names: Vec<String> = self.routers.keys().cloned().collect();
+        for name in names {
+            let heir = election.owners.get(&name).cloned().flatten();
+            self.step(&name, Input::Shutdown { heir }).await;
         }
         self.owns_any.send_replace(false);
         if self.membership.leave().await.is_err() {
@@ -719,28 +1017,33 @@ impl Runtime {
                     addr: m.addr.to_string(),
                     drain: m.drain,
                     local: m.local,
+                    ready: m.ready,
+                    config_digest: m.config_digest,
                 })
                 .collect(),
             Err(_) => Vec::new(),
         };
+        let now = self.now_ms();
         let groups = self
             .cluster
             .vip_groups
             .iter()
-            .map(|g| GroupStatus {
-                name: g.name.clone(),
-                owner: self
-                    .owners
-                    .get(&g.name)
-                    .cloned()
-                    .flatten()
-                    .unwrap_or_default(),
-                held: self.held.contains(&g.name),
-                foreign_master: self
-                    .foreign
-                    .get(&g.name)
-                    .map(|f| f.addr.to_string())
-                    .unwrap_or_default(),
+            .map(|g| {
+                let heard = self.routers.get(&g.name).and_then(|r| r.heard(now));
+                GroupStatus {
+                    name: g.name.clone(),
+                    owner: self
+                        .owners
+                        .get(&g.name)
+                        .cloned()
+                        .flatten()
+                        .unwrap_or_default(),
+                    held: self.held.contains_key(&g.name),
+                    foreign_master: heard
+                        .filter(|h| h.node.is_none())
+                        .map(|h| h.src.to_string())
+                        .unwrap_or_default(),
+                }
             })
             .collect();
         StatusReply {
@@ -752,6 +1055,9 @@ impl Runtime {
                 .iter()
                 .map(|(k, v)| ((*k).to_owned(), *v))
                 .collect(),
+            config_digest: self.digest,
+            config_differs: self.differing.iter().cloned().collect(),
+            conflicts: self.conflicts.clone(),
         }
     }
 }

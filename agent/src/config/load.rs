@@ -150,6 +150,7 @@ fn assemble(file: ConfigFile) -> Result<Config, ConfigError> {
     let cluster = match file.cluster {
         Some(c) => Some(ClusterConfig {
             name: c.name,
+            vrrp_obey: c.vrrp_obey,
             sync: file.sync.unwrap_or_default(),
             vip_groups: file.vip_group,
             services: file.service,

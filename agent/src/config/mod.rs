@@ -16,7 +16,7 @@ pub use error::{ConfigError, ConfigErrors, Location};
 pub use load::{load, load_all, parse, ENV_PREFIX};
 pub use model::{
     Authentication, Check, ClusterConfig, Config, NodeConfig, RealServer, Service, SorryServer,
-    SyncConfig, UrlCheck, VipGroup, DEFAULT_CONTROL_PORT, DEFAULT_GOSSIP_PORT,
+    SyncConfig, UrlCheck, VipGroup, VrrpObey, DEFAULT_CONTROL_PORT, DEFAULT_GOSSIP_PORT,
 };
 pub use types::{
     family_label, family_name, AuthType, CheckKind, Family, Forwarding, NodeId, Priority, Protocol,

@@ -36,6 +36,8 @@ pub(super) struct ConfigFile {
 #[serde(deny_unknown_fields)]
 pub(super) struct ClusterTable {
     pub name: String,
+    #[serde(default)]
+    pub vrrp_obey: VrrpObey,
 }
 
 /// `[node]`: this director.
@@ -115,12 +117,19 @@ impl NodeConfig {
 #[derive(Debug, Clone, PartialEq)]
 pub struct ClusterConfig {
     pub name: String,
+    /// Whose VRRP adverts the groups obey, unless a group says otherwise.
+    pub vrrp_obey: VrrpObey,
     pub sync: SyncConfig,
     pub vip_groups: Vec<VipGroup>,
     pub services: Vec<Service>,
 }
 
 impl ClusterConfig {
+    /// Whose adverts `group` obeys: its own `vrrp_obey`, else the cluster's.
+    pub fn obey_of<'a>(&'a self, group: &'a VipGroup) -> &'a VrrpObey {
+        group.vrrp_obey.as_ref().unwrap_or(&self.vrrp_obey)
+    }
+
     /// The group that holds `addr`, if any.
     pub fn group_of(&self, addr: IpAddr) -> Option<&VipGroup> {
         self.vip_groups
@@ -235,6 +244,67 @@ pub struct VipGroup {
     pub garp_interval: Duration,
     #[serde(default = "de::secs::<0>", deserialize_with = "de::seconds")]
     pub gna_interval: Duration,
+    /// Overrides `[cluster] vrrp_obey` for this group.
+    pub vrrp_obey: Option<VrrpObey>,
+}
+
+/// Whose VRRP adverts a group obeys (`vrrp_obey`). keepalived obeys every router with
+/// the group's vrid and authentication, and so does `"all"` (the default): the safety
+/// net that keeps one holder while gossip is cut. `"none"`: adverts never move a group,
+/// the gossip election alone decides (a host on the link cannot take groups away with
+/// a forged advert). A list of addresses obeys those sources only (the directors and
+/// any keepalived peers), in the spirit of keepalived's `unicast_peer`.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum VrrpObey {
+    #[default]
+    All,
+    None,
+    Sources(Vec<IpAddr>),
+}
+
+impl VrrpObey {
+    pub fn obeys(&self, src: IpAddr) -> bool {
+        match self {
+            VrrpObey::All => true,
+            VrrpObey::None => false,
+            VrrpObey::Sources(list) => list.contains(&src),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for VrrpObey {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = VrrpObey;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("\"all\", \"none\" or a list of IP addresses")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<VrrpObey, E> {
+                match v {
+                    "all" => Ok(VrrpObey::All),
+                    "none" => Ok(VrrpObey::None),
+                    _ => Err(E::custom(format!(
+                        "{v:?}: expected \"all\", \"none\" or a list of IP addresses"
+                    ))),
+                }
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<VrrpObey, A::Error> {
+                let mut list = Vec::new();
+                while let Some(text) = seq.next_element::<String>()? {
+                    let addr = text.parse().map_err(|_| {
+                        serde::de::Error::custom(format!("{text:?} is not an IP address"))
+                    })?;
+                    list.push(addr);
+                }
+                Ok(VrrpObey::Sources(list))
+            }
+        }
+        d.deserialize_any(Visitor)
+    }
 }
 
 fn default_priority() -> Priority {

@@ -11,6 +11,7 @@ use std::{
 };
 
 use foca::{AccumulatingRuntime, Foca, NoCustomBroadcast, OwnedNotification, Timer};
+use lvs_proto::v1::GossipHandover;
 use rand::rngs::StdRng;
 use tokio::{
     net::UdpSocket,
@@ -24,10 +25,11 @@ use super::{
     conflict::{Conflict, ConflictDetector},
     counters::Counters,
     events::{diff, LiveSet, MemberInfo, MemberState, MembershipEvent},
-    heartbeat::{self, Heard, Heartbeats},
-    identity::NodeIdentity,
+    heartbeat::{self, Heard, Heartbeats, Message},
+    identity::{NodeIdentity, NodeMeta},
     keyring::{OpenError, Sealer},
     replay::ReplayGuard,
+    Claims,
 };
 
 /// Larger than any datagram we accept, so an oversized one is seen whole and
@@ -37,6 +39,14 @@ const RECV_BUF: usize = 64 * 1024;
 pub(super) enum Command {
     Join(Vec<SocketAddr>),
     SetDrain(bool, oneshot::Sender<()>),
+    /// Publish readiness, the cluster config digest and the held groups.
+    SetClaims(Claims),
+    /// Hand `group` to node `to_id` at `to`.
+    Handover {
+        to: SocketAddr,
+        to_id: String,
+        group: String,
+    },
     Members(oneshot::Sender<Vec<MemberInfo>>),
     /// Beacon to these heirs; listen to these owners.
     SetHeartbeats {
@@ -116,6 +126,10 @@ impl Driver {
                     self.set_drain(drain);
                     let _ = reply.send(());
                 }
+                Step::Command(Some(Command::SetClaims(claims))) => self.set_claims(claims),
+                Step::Command(Some(Command::Handover { to, to_id, group })) => {
+                    self.send_handover(to, to_id, group).await;
+                }
                 Step::Command(Some(Command::Members(reply))) => {
                     let _ = reply.send(self.members());
                 }
@@ -166,16 +180,49 @@ impl Driver {
     }
 
     fn set_drain(&mut self, drain: bool) {
+        let mut meta = self.foca.identity().meta.clone();
+        meta.drain = drain;
+        self.publish_meta(meta);
+    }
+
+    fn set_claims(&mut self, claims: Claims) {
+        let mut meta = self.foca.identity().meta.clone();
+        meta.ready = claims.ready;
+        meta.config_digest = claims.config_digest;
+        meta.held = claims.held;
+        self.publish_meta(meta);
+    }
+
+    /// A new identity revision with `meta`, unless nothing changed.
+    fn publish_meta(&mut self, meta: NodeMeta) {
         let current = self.foca.identity();
-        if current.meta.drain == drain {
+        if current.meta == meta {
             return;
         }
         let mut next = current.clone();
-        next.meta.drain = drain;
+        next.meta = meta;
         next.revision = next.revision.wrapping_add(1);
-        info!(drain, revision = next.revision, "publishing new metadata");
+        debug!(revision = next.revision, meta = ?next.meta, "publishing new metadata");
         if let Err(e) = self.foca.change_identity(next, &mut self.runtime) {
             warn!(error = %e, "changing gossip identity");
+        }
+    }
+
+    async fn send_handover(&mut self, to: SocketAddr, to_id: String, group: String) {
+        let id = self.foca.identity();
+        let message = Message::Handover(GossipHandover {
+            node_id: id.node_id.clone(),
+            incarnation: id.incarnation,
+            group,
+            to: to_id,
+        });
+        if let Err(e) = self
+            .socket
+            .send_to(&self.keys.seal(&heartbeat::encode(&message)), to)
+            .await
+        {
+            self.counters.send_error();
+            warn!(%to, error = %e, "sending a hand-over");
         }
     }
 
@@ -215,9 +262,19 @@ impl Driver {
         };
         match heartbeat::decode(&plaintext) {
             None => {}
-            Some(Ok(beacon)) => {
+            Some(Ok(Message::Beacon(beacon))) => {
                 let heard = self.heartbeats.receive(&beacon, Instant::now());
                 self.counters.heartbeat_received(heard == Heard::Fresh);
+                return;
+            }
+            Some(Ok(Message::Handover(h))) => {
+                if h.to == self.foca.identity().node_id {
+                    info!(from = %h.node_id, group = %h.group, "handed a VIP group");
+                    self.emit(MembershipEvent::Handover {
+                        from: h.node_id,
+                        group: h.group,
+                    });
+                }
                 return;
             }
             Some(Err(e)) => {
@@ -241,7 +298,7 @@ impl Driver {
         let Some((beacon, targets)) = self.heartbeats.due(Instant::now()) else {
             return;
         };
-        let plaintext = heartbeat::encode(&beacon);
+        let plaintext = heartbeat::encode(&Message::Beacon(beacon));
         for to in targets {
             // Sealed per datagram: every one needs a fresh nonce.
             match self.socket.send_to(&self.keys.seal(&plaintext), to).await {

@@ -36,6 +36,12 @@ pub struct MemberInfo {
     pub syncid: u8,
     pub drain: bool,
     pub version: String,
+    /// May be handed VIP groups (settled, links up).
+    pub ready: bool,
+    /// Digest of its cluster config part.
+    pub config_digest: u64,
+    /// The VIP groups it holds.
+    pub held: Vec<String>,
     /// Addresses its VRRP adverts come from.
     pub vrrp_sources: Vec<IpAddr>,
     pub incarnation: u64,
@@ -52,6 +58,9 @@ impl MemberInfo {
             syncid: id.meta.syncid,
             drain: id.meta.drain,
             version: id.meta.version.clone(),
+            ready: id.meta.ready,
+            config_digest: id.meta.config_digest,
+            held: id.meta.held.clone(),
             vrrp_sources: id.meta.vrrp_sources.clone(),
             incarnation: id.incarnation,
             state,
@@ -70,13 +79,16 @@ pub enum MembershipEvent {
     MemberUp(MemberInfo),
     /// A member left, was declared down, or was replaced by its next life.
     MemberDown(MemberInfo),
-    /// A live member changed its syncid, drain flag, version or VRRP sources.
+    /// A live member changed its metadata (syncid, drain, version, readiness, config
+    /// digest, held groups, VRRP sources).
     MetaChanged {
         before: MemberInfo,
         after: MemberInfo,
     },
     /// Two live nodes claim one node id or one syncid: misconfiguration.
     Conflict(Conflict),
+    /// Node `from` handed VIP group `group` to this node (a planned move).
+    Handover { from: String, group: String },
 }
 
 /// foca's live (alive or suspect) members, keyed like foca keys them.
@@ -131,6 +143,7 @@ mod tests {
                 MembershipEvent::MemberDown(m) => ("down", m.node_id.as_str()),
                 MembershipEvent::MetaChanged { after, .. } => ("meta", after.node_id.as_str()),
                 MembershipEvent::Conflict(_) => ("conflict", ""),
+                MembershipEvent::Handover { .. } => ("handover", ""),
             })
             .collect()
     }

@@ -12,8 +12,11 @@
 //! - a target dropped by the sender keeps receiving beacons for `linger`, covering the
 //!   time the former heir needs to learn (through gossip) that it is no longer one.
 //!
+//! The same channel carries hand-overs of VIP groups (`GossipHandover`), sealed and
+//! sent to one successor on a planned move.
+//!
 //! Pure: the driver passes the clock in and does the socket I/O. Wire format: see
-//! `GossipHeartbeat` in `proto/lvs/v1/gossip.proto`.
+//! `GossipHeartbeat` and `GossipHandover` in `proto/lvs/v1/gossip.proto`.
 
 use std::{
     collections::{BTreeMap, BTreeSet, HashMap},
@@ -21,27 +24,36 @@ use std::{
     time::Duration,
 };
 
-use lvs_proto::v1::GossipHeartbeat;
+use lvs_proto::v1::{GossipHandover, GossipHeartbeat};
 use prost::Message as _;
 use tokio::time::Instant;
 
-/// First plaintext byte of a heartbeat; never the first byte of a foca packet.
-const MARKER: u8 = 0;
+/// First plaintext byte of a beacon, and of a hand-over; never the first byte of a foca
+/// packet.
+const BEACON: u8 = 0;
+const HANDOVER: u8 = 1;
 
-/// The sealed plaintext of one beacon.
-pub fn encode(beacon: &GossipHeartbeat) -> Vec<u8> {
-    let mut plaintext = Vec::with_capacity(1 + beacon.encoded_len());
-    plaintext.push(MARKER);
-    beacon
-        .encode(&mut plaintext)
-        .expect("a Vec grows as needed");
-    plaintext
+/// What travels on the heartbeat channel.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Message {
+    Beacon(GossipHeartbeat),
+    Handover(GossipHandover),
 }
 
-/// `None` for a foca packet; otherwise the beacon or why it is malformed.
-pub fn decode(plaintext: &[u8]) -> Option<Result<GossipHeartbeat, prost::DecodeError>> {
+/// The sealed plaintext of one message.
+pub fn encode(message: &Message) -> Vec<u8> {
+    let (marker, body) = match message {
+        Message::Beacon(b) => (BEACON, b.encode_to_vec()),
+        Message::Handover(h) => (HANDOVER, h.encode_to_vec()),
+    };
+    [&[marker][..], &body].concat()
+}
+
+/// `None` for a foca packet; otherwise the message or why it is malformed.
+pub fn decode(plaintext: &[u8]) -> Option<Result<Message, prost::DecodeError>> {
     match plaintext.split_first() {
-        Some((&MARKER, message)) => Some(GossipHeartbeat::decode(message)),
+        Some((&BEACON, body)) => Some(GossipHeartbeat::decode(body).map(Message::Beacon)),
+        Some((&HANDOVER, body)) => Some(GossipHandover::decode(body).map(Message::Handover)),
         _ => None,
     }
 }
@@ -289,8 +301,16 @@ mod tests {
 
     #[test]
     fn heartbeat_and_foca_plaintexts_are_told_apart() {
-        let b = beacon("lb1", 1_700_000_000_000, 42);
+        let b = Message::Beacon(beacon("lb1", 1_700_000_000_000, 42));
         assert_eq!(decode(&encode(&b)), Some(Ok(b)));
+        let h = Message::Handover(GossipHandover {
+            node_id: "lb1".into(),
+            incarnation: 1_700_000_000_000,
+            group: "VI_1".into(),
+            to: "lb2".into(),
+        });
+        assert_eq!(encode(&h)[0], HANDOVER);
+        assert_eq!(decode(&encode(&h)), Some(Ok(h)));
         // A foca packet starts with its header's (non-zero) length prefix.
         assert_eq!(decode(&[0x2a, 0x0a]), None);
         assert_eq!(decode(&[]), None);

@@ -114,6 +114,15 @@ pub fn failure_detection_bound(swim: &foca::Config, cluster_size: usize) -> Dura
     swim.probe_period * u32::try_from(periods).unwrap_or(u32::MAX) + swim.suspect_to_down_after
 }
 
+/// What a node claims in its gossip metadata for the VIP group election.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Claims {
+    pub ready: bool,
+    pub config_digest: u64,
+    /// Held group names, sorted.
+    pub held: Vec<String>,
+}
+
 /// Everything one membership instance needs.
 #[derive(Clone, Debug)]
 pub struct MembershipConfig {
@@ -264,6 +273,9 @@ pub async fn start(
             syncid: cfg.syncid,
             drain: cfg.drain,
             version: cfg.version,
+            ready: false,
+            config_digest: 0,
+            held: Vec::new(),
             vrrp_sources: cfg.vrrp_sources,
         },
     };
@@ -327,6 +339,29 @@ impl MembershipHandle {
     /// Publish the drain flag (a new identity revision; peers see `MetaChanged`).
     pub async fn set_drain(&self, drain: bool) -> Result<(), Stopped> {
         self.call(|reply| Command::SetDrain(drain, reply)).await
+    }
+
+    /// Publish what this node claims: readiness, cluster config digest, held groups
+    /// (a new identity revision when anything changed).
+    pub async fn set_claims(&self, claims: Claims) -> Result<(), Stopped> {
+        self.commands
+            .send(Command::SetClaims(claims))
+            .await
+            .map_err(|_| Stopped)
+    }
+
+    /// Hand VIP group `group` to node `to_id` listening at `to` (sealed, on the
+    /// heartbeat channel).
+    pub async fn handover(
+        &self,
+        to: SocketAddr,
+        to_id: String,
+        group: String,
+    ) -> Result<(), Stopped> {
+        self.commands
+            .send(Command::Handover { to, to_id, group })
+            .await
+            .map_err(|_| Stopped)
     }
 
     /// Beacon to `send_to` (the heirs of the groups held here) and listen to

@@ -12,6 +12,7 @@ use socket2::{Domain, Protocol, Socket, Type};
 use tokio::io::unix::AsyncFd;
 use tokio::io::Interest;
 use tokio::time::{sleep, sleep_until, Instant};
+use tracing::warn;
 
 use super::addr::Link;
 use super::frames::{gratuitous_arp, unsolicited_na, ETH_P_ARP};
@@ -195,19 +196,26 @@ impl Announcer {
 
     /// Everything a new owner sends: a burst now, another after `delay`, then refresh
     /// bursts for as long as the future runs. Drop it (or abort its task) on losing
-    /// the VIPs. Returns when there is nothing left to send.
-    pub async fn run(&self, vips: &[IpAddr], settings: &AnnounceSettings) -> Result<(), VipError> {
-        self.burst(vips, settings.repeat, settings).await?;
+    /// the VIPs. Returns when there is nothing left to send. A failed send (link
+    /// flapping, buffer full) is logged and the schedule goes on: the next burst may
+    /// well get through.
+    pub async fn run(&self, vips: &[IpAddr], settings: &AnnounceSettings) {
+        let burst = |repeat| async move {
+            if let Err(e) = self.burst(vips, repeat, settings).await {
+                warn!(error = %e, "announcing VIPs");
+            }
+        };
+        burst(settings.repeat).await;
         if !settings.delay.is_zero() {
             sleep(settings.delay).await;
-            self.burst(vips, settings.repeat, settings).await?;
+            burst(settings.repeat).await;
         }
         let Some(period) = settings.refresh else {
-            return Ok(());
+            return;
         };
         loop {
             sleep(period).await;
-            self.burst(vips, settings.refresh_repeat, settings).await?;
+            burst(settings.refresh_repeat).await;
         }
     }
 }

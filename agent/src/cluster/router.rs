@@ -1,0 +1,363 @@
+//! One VIP group's virtual router on this node: a pure state machine in the shape of
+//! RFC 5798 §6.4 (Initialize → Backup → Master). `Router::step` takes one input and the
+//! clock and returns the effects; the runtime performs them (netlink, sockets) and
+//! feeds the results back as inputs. No I/O, no clock of its own.
+//!
+//! Who should hold a group is the gossip election's answer (`ownership::elect`, given
+//! to the router as a `View`); VRRP is the safety net under it:
+//! - **Start as Backup.** After start, and after the link comes back, a Backup claims
+//!   nothing for Master_Down_Interval (3 × advert_int + skew), as RFC 5798 §6.4.1 has
+//!   it: whatever master is on the link is heard first. A node that is not (yet) in the
+//!   cluster (no `join`, a wrong key) therefore never grabs a group that a running agent
+//!   or a keepalived master holds. A hand-over from the holder ends the wait.
+//! - **Heard masters are obeyed.** A valid advert for the group (that the group's
+//!   `vrrp_obey` lets through) from another router makes that router the heard master
+//!   until Master_Down_Interval passes without one; a Backup with a heard master claims
+//!   nothing, whatever gossip says. An agent's advert is always followed by a Backup:
+//!   agents move groups among themselves only through the election and hand-overs,
+//!   never by VRRP preemption. A foreign router (keepalived) is followed by the VRRP
+//!   rules: with `preempt` and a higher priority we take over when the election names
+//!   us and our wait is over.
+//! - **Two masters settle by VRRP precedence** (priority, then primary address), which
+//!   both sides compute alike: the loser releases and follows, the winner advertises at
+//!   once and re-announces its addresses (gratuitous ARP / NA), as keepalived does. So
+//!   two holders cannot outlast one advert interval while adverts flow, even when gossip
+//!   between them is cut.
+//! - **The heard master ends** on its priority-0 advert (an agent's at once, a foreign
+//!   router's after the skew time), on a hand-over from it, on heartbeat silence
+//!   (`PresumedDown`: the fast crash path, 0.3 s by default; should the node be alive
+//!   with only gossip cut, its next advert settles the two masters by precedence), or
+//!   after Master_Down_Interval without adverts.
+//! - **Planned moves hand over.** A Master the election no longer names releases and
+//!   names its successor (`Effect::Release { to }`): the runtime removes the addresses,
+//!   then sends the successor a sealed hand-over and a priority-0 advert, on which the
+//!   successor claims at once. The election only names ready peers (settled, link up,
+//!   same cluster config), so the group is without holder only for one message's
+//!   flight and one address add.
+
+use std::net::IpAddr;
+use std::time::Duration;
+
+use crate::vrrp::{self, Advert, Decision, Local, Mismatch, Role, Version};
+
+/// The router's state (RFC 5798 §6.4).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum State {
+    /// Not running on a link yet, or the link is down: holds nothing, claims nothing.
+    Initialize,
+    Backup,
+    /// Holds the group's addresses, announces them and advertises.
+    Master,
+}
+
+/// This node's side of the group's virtual router (from the config and the uplink).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Settings {
+    pub version: Version,
+    pub priority: u8,
+    /// Our primary address on the group's link, family of the group: the VRRP source
+    /// of our adverts and the tie-break between masters of equal priority.
+    pub primary: IpAddr,
+    pub preempt: bool,
+    pub advert_int: Duration,
+}
+
+impl Settings {
+    fn local(&self, state: State) -> Local {
+        Local {
+            role: if state == State::Master {
+                Role::Master
+            } else {
+                Role::Backup
+            },
+            version: self.version,
+            priority: self.priority,
+            primary: self.primary,
+            preempt: self.preempt,
+            advert_interval: self.advert_int,
+        }
+    }
+
+    /// Master_Down_Interval for our own advert interval: how long a starting Backup
+    /// listens before it may claim.
+    pub fn master_down(&self) -> Duration {
+        self.advert_int * 3 + vrrp::skew_time(self.version, self.priority, self.advert_int)
+    }
+}
+
+/// What the gossip side says about the group now.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct View {
+    /// The election names this node.
+    pub elected_me: bool,
+    /// The group's link is up.
+    pub link_up: bool,
+    /// Gossip has not settled yet (start, rejoin): hold nothing new.
+    pub settling: bool,
+    /// When the election names another node: that node, if it is a live, ready agent to
+    /// hand the group to.
+    pub successor: Option<String>,
+}
+
+/// A VRRP master this router heard and follows.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Heard {
+    pub src: IpAddr,
+    /// The agent's node id when the source is a known agent; `None` for a foreign router.
+    pub node: Option<String>,
+    pub priority: u8,
+    /// Followed until then (ms) unless another advert comes.
+    pub until_ms: u64,
+}
+
+/// One input to the router.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Input<'a> {
+    /// The election (re)ran, or a blocker changed.
+    View(View),
+    /// A valid advert for the group, let through by `vrrp_obey`, from another router.
+    Advert {
+        src: IpAddr,
+        /// Node id when `src` is a known agent's VRRP source.
+        node: Option<&'a str>,
+        advert: &'a Advert,
+    },
+    /// The holder handed the group to this node (sealed, over the heartbeat channel).
+    Handover { from: &'a str },
+    /// Heartbeat silence: `node` is presumed down (its last advert came before).
+    PresumedDown(&'a str),
+    /// Planned stop: release, handing over to `heir`.
+    Shutdown { heir: Option<String> },
+}
+
+/// What the runtime must do, in order.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Effect {
+    /// Add the addresses, start announcing them, advertise now.
+    Acquire,
+    /// Remove the addresses, stop announcing, send a priority-0 advert; then hand the
+    /// group to `to`, if any.
+    Release { to: Option<String> },
+    /// Advertise now (a backup's master resigned, or a lower master must hear us).
+    AdvertiseNow,
+    /// Re-announce the addresses (gratuitous ARP / NA burst): neighbours may have
+    /// learnt another master's MAC.
+    Announce,
+}
+
+/// One group's router.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Router {
+    state: State,
+    /// A Backup claims nothing before then (ms) unless handed the group.
+    wait_until_ms: u64,
+    heard: Option<Heard>,
+    /// The holder handed the group here: claim despite the wait and settling.
+    handed: bool,
+}
+
+impl Default for Router {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Router {
+    pub fn new() -> Self {
+        Router {
+            state: State::Initialize,
+            wait_until_ms: 0,
+            heard: None,
+            handed: false,
+        }
+    }
+
+    #[cfg(test)]
+    pub fn state(&self) -> State {
+        self.state
+    }
+
+    #[cfg(test)]
+    pub fn is_master(&self) -> bool {
+        self.state == State::Master
+    }
+
+    /// The master followed now, if any.
+    pub fn heard(&self, now_ms: u64) -> Option<&Heard> {
+        self.heard.as_ref().filter(|h| h.until_ms > now_ms)
+    }
+
+    /// The runtime could not add the addresses after `Effect::Acquire`: back to Backup,
+    /// to claim again at a later view.
+    pub fn acquire_failed(&mut self) {
+        if self.state == State::Master {
+            self.state = State::Backup;
+        }
+    }
+
+    /// When the router wants to be stepped again with the same view (a wait or a heard
+    /// master running out).
+    pub fn next_wake_ms(&self, now_ms: u64) -> Option<u64> {
+        let waits = [
+            (self.state == State::Backup).then_some(self.wait_until_ms),
+            self.heard.as_ref().map(|h| h.until_ms),
+        ];
+        waits.into_iter().flatten().filter(|&t| t > now_ms).min()
+    }
+
+    /// Applies one input. Adverts from a router configured differently (version, v2
+    /// interval) are refused with the mismatch and change nothing.
+    pub fn step(
+        &mut self,
+        input: Input<'_>,
+        settings: &Settings,
+        now_ms: u64,
+    ) -> Result<Vec<Effect>, Mismatch> {
+        if self.heard.as_ref().is_some_and(|h| h.until_ms <= now_ms) {
+            self.heard = None;
+        }
+        Ok(match input {
+            Input::View(view) => self.on_view(&view, settings, now_ms),
+            Input::Advert { src, node, advert } => {
+                self.on_advert(src, node, advert, settings, now_ms)?
+            }
+            Input::Handover { from } => {
+                if self
+                    .heard
+                    .as_ref()
+                    .is_some_and(|h| h.node.as_deref() == Some(from))
+                {
+                    self.heard = None;
+                }
+                self.handed = self.state != State::Master;
+                Vec::new()
+            }
+            Input::PresumedDown(node) => {
+                if self
+                    .heard
+                    .as_ref()
+                    .is_some_and(|h| h.node.as_deref() == Some(node))
+                {
+                    self.heard = None;
+                }
+                Vec::new()
+            }
+            Input::Shutdown { heir } => {
+                let was_master = self.state == State::Master;
+                self.state = State::Initialize;
+                self.handed = false;
+                if was_master {
+                    vec![Effect::Release { to: heir }]
+                } else {
+                    Vec::new()
+                }
+            }
+        })
+    }
+
+    fn on_view(&mut self, view: &View, settings: &Settings, now_ms: u64) -> Vec<Effect> {
+        if !view.link_up {
+            let was_master = self.state == State::Master;
+            self.state = State::Initialize;
+            self.heard = None;
+            self.handed = false;
+            return if was_master {
+                // Nothing can be sent on a dead link: the successor finds out by
+                // heartbeat silence or Master_Down_Interval.
+                vec![Effect::Release { to: None }]
+            } else {
+                Vec::new()
+            };
+        }
+        match self.state {
+            State::Initialize => {
+                self.state = State::Backup;
+                self.wait_until_ms = now_ms.saturating_add(ms(settings.master_down()));
+                self.try_claim(view, now_ms)
+            }
+            State::Backup => self.try_claim(view, now_ms),
+            State::Master if !view.elected_me => {
+                self.state = State::Backup;
+                vec![Effect::Release {
+                    to: view.successor.clone(),
+                }]
+            }
+            State::Master => Vec::new(),
+        }
+    }
+
+    fn try_claim(&mut self, view: &View, now_ms: u64) -> Vec<Effect> {
+        if !view.elected_me {
+            self.handed = false;
+            return Vec::new();
+        }
+        let waited = self.handed || (now_ms >= self.wait_until_ms && !view.settling);
+        if !waited || self.heard.is_some() {
+            return Vec::new();
+        }
+        self.state = State::Master;
+        self.handed = false;
+        vec![Effect::Acquire]
+    }
+
+    fn on_advert(
+        &mut self,
+        src: IpAddr,
+        node: Option<&str>,
+        advert: &Advert,
+        settings: &Settings,
+        now_ms: u64,
+    ) -> Result<Vec<Effect>, Mismatch> {
+        let decision = vrrp::decide(&settings.local(self.state), advert, src)?;
+        let from_heard = self.heard.as_ref().is_some_and(|h| h.src == src);
+        let mut follow = |until: Duration| {
+            self.heard = Some(Heard {
+                src,
+                node: node.map(str::to_owned),
+                priority: advert.priority,
+                until_ms: now_ms.saturating_add(ms(until)),
+            });
+        };
+        Ok(match decision {
+            Decision::AdvertiseNow => vec![Effect::AdvertiseNow],
+            Decision::KeepMaster => vec![Effect::AdvertiseNow, Effect::Announce],
+            Decision::Follow { master_down } => {
+                follow(master_down);
+                if self.state == State::Master {
+                    self.state = State::Backup;
+                    vec![Effect::Release { to: None }]
+                } else {
+                    Vec::new()
+                }
+            }
+            // Only a Backup gets these two.
+            Decision::TakeOverAfter(skew) => {
+                if node.is_some() && from_heard {
+                    // An agent resigns on a planned move: claim at once.
+                    follow(Duration::ZERO);
+                } else if from_heard {
+                    follow(skew);
+                }
+                Vec::new()
+            }
+            Decision::IgnoreLowerPriority => {
+                if node.is_some() {
+                    // Never preempt an agent by VRRP: the election moves groups.
+                    let interval = advert.interval();
+                    follow(
+                        interval * 3
+                            + vrrp::skew_time(settings.version, settings.priority, interval),
+                    );
+                }
+                Vec::new()
+            }
+        })
+    }
+}
+
+fn ms(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+#[cfg(test)]
+mod tests;
