@@ -758,7 +758,8 @@ fn newcomers_take_nothing_from_a_keepalived_master() {
 }
 
 // ---------------------------------------------------------------------------
-// Planned moves: rolling restart, a node joining, SIGTERM of an owner.
+// Planned moves: rolling restart, a node joining, SIGTERM of an owner. The issue also
+// lists a drain; lvs-agent has no drain command, so that move has no scenario here.
 
 fn assert_clean_moves(figures: &Figures, why: &str) {
     for (vip, s) in figures {
