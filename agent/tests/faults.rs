@@ -8,8 +8,8 @@
 //!
 //! `faults: agent SCENARIO two_holders_ms=N no_holder_ms=N changes=N [more=..]`
 //!
-//! (the worst VIP's figures; changes summed over the VIPs). `deploy/bench/faults`
-//! collects these lines and the keepalived ones into one table.
+//! (the worst VIP's figures, milliseconds rounded up; changes summed over the VIPs).
+//! `deploy/bench/faults` collects these lines and the keepalived ones into one table.
 //!
 //! The `keepalived_*` tests run Debian's keepalived through the same scenarios where
 //! they apply and assert nothing about its figures (they are the baseline: keepalived
@@ -39,7 +39,9 @@ use lvs_agent::vrrp::{encode, Advert, Auth, Version, MCAST_V4};
 use nix::sched::CloneFlags;
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 use support::bridge_lab::Lab;
-use support::holders::{analyse, parse_addr_line, parse_garp_line, AddrEvent, Garp, Recorder};
+use support::holders::{
+    analyse, ceil_ms, parse_addr_line, parse_garp_line, AddrEvent, Garp, Recorder,
+};
 use support::keepalived_lab as ka;
 use support::netns::{poll, require_program};
 
@@ -308,8 +310,8 @@ fn report(daemon: &str, scenario: &str, figures: &Figures, extra: &str) -> Strin
     let changes: usize = figures.iter().map(|(_, s)| s.changes).sum();
     let line = format!(
         "faults: {daemon} {scenario} two_holders_ms={} no_holder_ms={} changes={changes}{extra}",
-        two.as_millis(),
-        none.as_millis()
+        ceil_ms(two),
+        ceil_ms(none)
     );
     eprintln!("{line}");
     for (vip, s) in figures {
@@ -1457,6 +1459,13 @@ fn analysis_counts_only_the_given_nodes_and_garps_in_the_window() {
     assert_eq!(s.two_holders, Duration::ZERO);
     assert_eq!(s.no_holder, ms(100));
     assert_eq!(s.garps, BTreeMap::from([("m2".to_owned(), 2)]));
+}
+
+#[test]
+fn figures_round_up_so_zero_means_none() {
+    assert_eq!(ceil_ms(Duration::from_micros(400)), 1);
+    assert_eq!(ceil_ms(Duration::ZERO), 0);
+    assert_eq!(ceil_ms(ms(3)), 3);
 }
 
 #[test]

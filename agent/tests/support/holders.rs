@@ -94,11 +94,17 @@ impl Summary {
     pub fn figures(&self) -> String {
         format!(
             "two_holders_ms={} no_holder_ms={} changes={}",
-            self.two_holders.as_millis(),
-            self.no_holder.as_millis(),
+            ceil_ms(self.two_holders),
+            ceil_ms(self.no_holder),
             self.changes
         )
     }
+}
+
+/// Whole milliseconds, rounded up: a 0.4 ms overlap prints as 1, never as 0, so a
+/// printed 0 means none at all (what "never two holders" asserts).
+pub fn ceil_ms(d: Duration) -> u128 {
+    d.as_micros().div_ceil(1000)
 }
 
 /// Holder sets of `vip` over `[from, to]`, from the starting `initial` holders and
