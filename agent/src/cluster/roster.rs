@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
 
-use crate::membership::{MemberInfo, MembershipEvent};
+use crate::membership::{MemberInfo, MembershipEvent, PeerClaims};
 use crate::ownership::Member;
 
 /// One live peer.
@@ -11,23 +11,31 @@ use crate::ownership::Member;
 pub struct Peer {
     pub addr: SocketAddr,
     pub drain: bool,
-    /// May be handed VIP groups (settled, links up).
-    pub ready: bool,
-    pub config_digest: u64,
-    /// The groups it claims to hold.
-    pub held: Vec<String>,
+    /// Its process life: claims of another life are not its own.
+    pub incarnation: u64,
     /// Addresses its VRRP adverts come from (the gossip IP is one too).
     pub vrrp_sources: Vec<IpAddr>,
-    /// When this node saw it become ready (its clock, ms): the election's
-    /// `eligible_since_ms`, so `preempt_delay` counts from its readiness.
-    pub since_ms: u64,
+    /// When this node saw it come up (its clock, ms).
+    pub up_ms: u64,
+    /// When this node saw it come up or last undrained (ms).
+    pub undrained_ms: u64,
 }
 
-/// Live peers by node id, and the node id behind every address an agent was ever seen
-/// sending VRRP from.
+/// A node's newest claims, and when this node saw that life become ready.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Claimed {
+    claims: PeerClaims,
+    ready_since_ms: Option<u64>,
+}
+
+/// Live peers by node id, their claims, and the node id behind every address an agent
+/// was ever seen sending VRRP from.
 #[derive(Clone, Debug, Default)]
 pub struct Roster {
     live: BTreeMap<String, Peer>,
+    /// Newest claims per node id, kept across liveness changes (they may arrive before
+    /// the member is up); matched to a live peer by incarnation.
+    claims: BTreeMap<String, Claimed>,
     /// VRRP from these addresses comes from agents (live or not), never from a foreign
     /// router: gossip IPs and every published VRRP source (IPv6 adverts come from
     /// link-locals). Learnt from gossip only: a `join` address that never answers gossip
@@ -40,6 +48,7 @@ impl Roster {
     pub fn new(own_id: &str, own: impl IntoIterator<Item = IpAddr>) -> Self {
         Roster {
             live: BTreeMap::new(),
+            claims: BTreeMap::new(),
             agents: own.into_iter().map(|a| (a, own_id.to_owned())).collect(),
         }
     }
@@ -67,21 +76,29 @@ impl Roster {
                     return false;
                 };
                 p.vrrp_sources.clone_from(&after.vrrp_sources);
-                let became_eligible = (p.drain && !after.drain) || (!p.ready && after.ready);
-                let changed = p.drain != after.drain
-                    || p.ready != after.ready
-                    || p.config_digest != after.config_digest
-                    || p.held != after.held;
-                if became_eligible {
-                    // Undrained or ready now: eligible from now on, like a node that
-                    // just came up.
-                    p.since_ms = now_ms;
+                if p.drain == after.drain {
+                    return false;
                 }
                 p.drain = after.drain;
-                p.ready = after.ready;
-                p.config_digest = after.config_digest;
-                p.held.clone_from(&after.held);
-                changed
+                // Undrained now: eligible from now on, like a node that just came up.
+                p.undrained_ms = now_ms;
+                true
+            }
+            MembershipEvent::Claims(c) => {
+                let ready_since_ms = match self.claims.get(&c.node_id) {
+                    Some(old) if old.claims.incarnation == c.incarnation && c.ready => {
+                        old.ready_since_ms.or(Some(now_ms))
+                    }
+                    _ => c.ready.then_some(now_ms),
+                };
+                self.claims.insert(
+                    c.node_id.clone(),
+                    Claimed {
+                        claims: c.clone(),
+                        ready_since_ms,
+                    },
+                );
+                true
             }
             MembershipEvent::Conflict(_) | MembershipEvent::Handover { .. } => false,
         }
@@ -93,29 +110,60 @@ impl Roster {
         }
     }
 
+    /// The claims of live peer `id`'s present life.
+    fn claimed(&self, id: &str) -> Option<&Claimed> {
+        let peer = self.live.get(id)?;
+        self.claims
+            .get(id)
+            .filter(|c| c.claims.incarnation == peer.incarnation)
+    }
+
+    /// Since when live peer `id` counts as ready: from its claims, or, should they not
+    /// have reached us, once it has been up for `assume_after_ms` (longer than any node
+    /// settles).
+    fn ready_since(&self, id: &str, p: &Peer, now_ms: u64, assume_after_ms: u64) -> Option<u64> {
+        let assumed = p.up_ms.saturating_add(assume_after_ms);
+        match self.claimed(id) {
+            Some(c) if c.claims.ready => c.ready_since_ms,
+            _ => (now_ms >= assumed).then_some(assumed),
+        }
+    }
+
     /// The election's members: this node, eligible since `own_since_ms` (`None`: not
-    /// ready), and the live peers that are ready.
-    pub fn members(&self, own_id: &str, own_since_ms: Option<u64>) -> Vec<Member> {
+    /// ready), and the live peers that are ready (see `ready_since`).
+    pub fn members(
+        &self,
+        own_id: &str,
+        own_since_ms: Option<u64>,
+        now_ms: u64,
+        assume_ready_after_ms: u64,
+    ) -> Vec<Member> {
         let me = own_since_ms.map(|since| Member {
             id: own_id.to_owned(),
             drained: false,
             eligible_since_ms: since,
         });
-        let peers = self
-            .live
-            .iter()
-            .filter(|(_, p)| p.ready)
-            .map(|(id, p)| Member {
+        let peers = self.live.iter().filter_map(|(id, p)| {
+            let ready = self.ready_since(id, p, now_ms, assume_ready_after_ms)?;
+            Some(Member {
                 id: id.clone(),
                 drained: p.drain,
-                eligible_since_ms: p.since_ms,
-            });
+                eligible_since_ms: ready.max(p.undrained_ms),
+            })
+        });
         me.into_iter().chain(peers).collect()
     }
 
-    /// Live peers, by node id.
-    pub fn peers(&self) -> impl Iterator<Item = (&String, &Peer)> {
-        self.live.iter()
+    /// Live peers' present claims, by node id.
+    pub fn live_claims(&self) -> impl Iterator<Item = (&String, &PeerClaims)> {
+        self.live
+            .keys()
+            .filter_map(|id| Some((id, &self.claimed(id)?.claims)))
+    }
+
+    /// Whether live peer `id` says it is ready.
+    pub fn says_ready(&self, id: &str) -> bool {
+        self.claimed(id).is_some_and(|c| c.claims.ready)
     }
 
     pub fn has_live_peers(&self) -> bool {
@@ -145,11 +193,10 @@ fn peer(m: &MemberInfo, now_ms: u64) -> Peer {
     Peer {
         addr: m.addr,
         drain: m.drain,
-        ready: m.ready,
-        config_digest: m.config_digest,
-        held: m.held.clone(),
+        incarnation: m.incarnation,
         vrrp_sources: m.vrrp_sources.clone(),
-        since_ms: now_ms,
+        up_ms: now_ms,
+        undrained_ms: now_ms,
     }
 }
 
@@ -165,14 +212,21 @@ mod tests {
             syncid: last,
             drain,
             version: "0".into(),
-            ready: true,
-            config_digest: 1,
-            held: Vec::new(),
             vrrp_sources: vec![link_local(last)],
             incarnation: 1,
             state: MemberState::Alive,
             local: false,
         }
+    }
+
+    fn claims(id: &str, incarnation: u64, ready: bool, held: &[&str]) -> MembershipEvent {
+        MembershipEvent::Claims(PeerClaims {
+            node_id: id.into(),
+            incarnation,
+            ready,
+            config_digest: 1,
+            held: held.iter().map(|s| s.to_string()).collect(),
+        })
     }
 
     fn link_local(last: u8) -> IpAddr {
@@ -187,16 +241,17 @@ mod tests {
     fn up_down_drain_and_restart() {
         let mut r = Roster::new("lb1", ["192.0.2.1".parse().unwrap()]);
         assert!(r.apply(&MembershipEvent::MemberUp(info("lb2", 2, false)), 10));
+        r.apply(&claims("lb2", 1, true, &[]), 10);
         assert_eq!(r.agent_at("192.0.2.2".parse().unwrap()), Some("lb2"));
         assert!(r.apply(&changed(info("lb2", 2, false), info("lb2", 2, true)), 20));
-        let members = r.members("lb1", Some(5));
+        let members = r.members("lb1", Some(5), 20, 1000);
         assert_eq!(members.len(), 2);
         assert!(members[1].drained);
 
         // Restarted at another address: the old life's down event comes late.
         assert!(r.apply(&MembershipEvent::MemberUp(info("lb2", 3, false)), 30));
         assert!(!r.apply(&MembershipEvent::MemberDown(info("lb2", 2, false)), 31));
-        assert_eq!(r.live()["lb2"].since_ms, 30);
+        assert_eq!(r.live()["lb2"].up_ms, 30);
         assert!(r.apply(&MembershipEvent::MemberDown(info("lb2", 3, false)), 40));
         assert!(r.live().is_empty());
         // Down agents stay known as agents.
@@ -206,24 +261,39 @@ mod tests {
     #[test]
     fn only_ready_peers_are_members_eligible_from_their_readiness() {
         let mut r = Roster::new("lb1", []);
-        let mut starting = info("lb2", 2, false);
-        starting.ready = false;
-        r.apply(&MembershipEvent::MemberUp(starting.clone()), 10);
-        assert_eq!(r.members("lb1", None), []);
-        assert!(r.apply(&changed(starting, info("lb2", 2, false)), 500));
-        let members = r.members("lb1", None);
-        assert_eq!((members.len(), members[0].eligible_since_ms), (1, 500));
+        r.apply(&MembershipEvent::MemberUp(info("lb2", 2, false)), 10);
+        assert_eq!(r.members("lb1", None, 400, 1000), []);
+        // Its claims never reached us: assumed ready after 1 s up.
+        let assumed = r.members("lb1", None, 1010, 1000);
+        assert_eq!(assumed[0].eligible_since_ms, 1010);
 
-        // Claims and digests change the election's inputs too.
-        let mut holding = info("lb2", 2, false);
-        holding.held = vec!["g1".into()];
-        assert!(r.apply(&changed(info("lb2", 2, false), holding.clone()), 600));
-        assert_eq!(r.live()["lb2"].held, ["g1"]);
-        assert_eq!(r.live()["lb2"].since_ms, 500);
-        let mut other = holding.clone();
-        other.config_digest = 9;
-        assert!(r.apply(&changed(holding, other), 700));
-        assert_eq!(r.live()["lb2"].config_digest, 9);
+        r.apply(&claims("lb2", 1, false, &[]), 100);
+        assert!(!r.says_ready("lb2"));
+        assert!(r.apply(&claims("lb2", 1, true, &[]), 500));
+        let members = r.members("lb1", None, 600, 1000);
+        assert_eq!((members.len(), members[0].eligible_since_ms), (1, 500));
+        // Newer claims of the same life keep the readiness time.
+        r.apply(&claims("lb2", 1, true, &["g1"]), 700);
+        assert_eq!(r.members("lb1", None, 800, 1000)[0].eligible_since_ms, 500);
+        let held: Vec<_> = r
+            .live_claims()
+            .map(|(id, c)| (id.clone(), c.held.clone()))
+            .collect();
+        assert_eq!(held, [("lb2".to_string(), vec!["g1".to_string()])]);
+
+        // Claims of another life are not this one's.
+        r.apply(&claims("lb2", 9, true, &["g2"]), 900);
+        assert_eq!(r.live_claims().count(), 0);
+        assert!(!r.says_ready("lb2"));
+    }
+
+    #[test]
+    fn claims_may_come_before_the_member() {
+        let mut r = Roster::new("lb1", []);
+        r.apply(&claims("lb2", 1, true, &["g1"]), 5);
+        r.apply(&MembershipEvent::MemberUp(info("lb2", 2, false)), 10);
+        assert!(r.says_ready("lb2"));
+        assert_eq!(r.members("lb1", None, 10, 1000)[0].eligible_since_ms, 10);
     }
 
     #[test]
@@ -245,6 +315,6 @@ mod tests {
         moved.vrrp_sources = vec![link_local(9)];
         assert!(!r.apply(&changed(info("lb2", 2, false), moved), 20));
         assert_eq!(r.agent_at(link_local(9)), Some("lb2"));
-        assert_eq!(r.live()["lb2"].since_ms, 10);
+        assert_eq!(r.live()["lb2"].up_ms, 10);
     }
 }

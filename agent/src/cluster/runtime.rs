@@ -664,9 +664,12 @@ impl Runtime {
             _ => {}
         }
         self.note_differing();
-        let mut members = self
-            .roster
-            .members(self.node.id.as_str(), self.ready_since_ms);
+        let mut members = self.roster.members(
+            self.node.id.as_str(),
+            self.ready_since_ms,
+            now,
+            self.assume_ready_ms(),
+        );
         members.retain(|m| !self.silences.is_presumed_down(&m.id));
         let current = self.current_owners();
         // With a peer configured differently, nobody preempts: each side keeps what it
@@ -728,6 +731,12 @@ impl Runtime {
         });
     }
 
+    /// A peer up this long counts as ready even if its published flag has not reached
+    /// us: longer than the longest settle (10 probe periods with join peers).
+    fn assume_ready_ms(&self) -> u64 {
+        ms(self.node.gossip_probe_period * 12)
+    }
+
     /// The election's present owners: the last election's, then the holders learnt
     /// from gossip claims, then this node's own holdings.
     fn current_owners(&self) -> BTreeMap<String, String> {
@@ -736,8 +745,8 @@ impl Runtime {
             .iter()
             .filter_map(|(g, o)| o.clone().map(|o| (g.clone(), o)))
             .collect();
-        for (id, peer) in self.roster.peers() {
-            for g in &peer.held {
+        for (id, claims) in self.roster.live_claims() {
+            for g in &claims.held {
                 current.insert(g.clone(), id.clone());
             }
         }
@@ -751,8 +760,8 @@ impl Runtime {
     fn note_differing(&mut self) {
         let differing: BTreeSet<String> = self
             .roster
-            .peers()
-            .filter(|(_, p)| p.config_digest != 0 && p.config_digest != self.digest)
+            .live_claims()
+            .filter(|(_, c)| c.config_digest != 0 && c.config_digest != self.digest)
             .map(|(id, _)| id.clone())
             .collect();
         for peer in differing.difference(&self.differing) {
@@ -991,7 +1000,12 @@ impl Runtime {
     async fn shutdown(&mut self) {
         let others: Vec<_> = self
             .roster
-            .members(self.node.id.as_str(), None)
+            .members(
+                self.node.id.as_str(),
+                None,
+                self.now_ms(),
+                self.assume_ready_ms(),
+            )
             .into_iter()
             .filter(|m| !self.silences.is_presumed_down(&m.id))
             .collect();
@@ -1011,14 +1025,26 @@ impl Runtime {
         let members = match self.membership.members().await {
             Ok(members) => members
                 .into_iter()
-                .map(|m| MemberStatus {
-                    live: m.is_live(),
-                    node_id: m.node_id,
-                    addr: m.addr.to_string(),
-                    drain: m.drain,
-                    local: m.local,
-                    ready: m.ready,
-                    config_digest: m.config_digest,
+                .map(|m| {
+                    let (ready, config_digest) = if m.local {
+                        (self.ready_since_ms.is_some(), self.digest)
+                    } else {
+                        let digest = self
+                            .roster
+                            .live_claims()
+                            .find(|(id, _)| **id == m.node_id)
+                            .map_or(0, |(_, c)| c.config_digest);
+                        (self.roster.says_ready(&m.node_id), digest)
+                    };
+                    MemberStatus {
+                        live: m.is_live(),
+                        node_id: m.node_id,
+                        addr: m.addr.to_string(),
+                        drain: m.drain,
+                        local: m.local,
+                        ready,
+                        config_digest,
+                    }
                 })
                 .collect(),
             Err(_) => Vec::new(),

@@ -74,9 +74,6 @@ fn identity_to_proto(id: &NodeIdentity) -> GossipIdentity {
         syncid: id.meta.syncid.into(),
         drain: id.meta.drain,
         software_version: id.meta.version.clone(),
-        ready: id.meta.ready,
-        config_digest: id.meta.config_digest,
-        held: id.meta.held.clone(),
         vrrp_sources: id
             .meta
             .vrrp_sources
@@ -113,9 +110,6 @@ fn identity_from_proto(
             syncid: narrow(id.syncid, field)?,
             drain: id.drain,
             version: id.software_version,
-            ready: id.ready,
-            config_digest: id.config_digest,
-            held: id.held,
             vrrp_sources,
         },
     })
@@ -386,9 +380,6 @@ mod tests {
             syncid in any::<u8>(),
             drain in any::<bool>(),
             version in "\\PC{0,12}",
-            ready in any::<bool>(),
-            config_digest in any::<u64>(),
-            held in proptest::collection::vec("[a-zA-Z0-9_]{1,8}", 0..4),
             v4_sources in proptest::collection::vec(any::<[u8; 4]>(), 0..3),
             v6_sources in proptest::collection::vec(any::<[u8; 16]>(), 0..3),
         ) {
@@ -402,7 +393,7 @@ mod tests {
                 addr: SocketAddr::from((ip, port)),
                 incarnation,
                 revision,
-                meta: NodeMeta { syncid, drain, version, ready, config_digest, held, vrrp_sources },
+                meta: NodeMeta { syncid, drain, version, vrrp_sources },
             };
             let back = identity_from_proto(Some(identity_to_proto(&id)), "test").unwrap();
             prop_assert_eq!(back, id);

@@ -21,12 +21,13 @@ use tokio::{
 use tracing::{debug, error, info, warn};
 
 use super::{
+    claims::ClaimsState,
     codec::{peek_sender, ProtoCodec},
     conflict::{Conflict, ConflictDetector},
     counters::Counters,
     events::{diff, LiveSet, MemberInfo, MemberState, MembershipEvent},
     heartbeat::{self, Heard, Heartbeats, Message},
-    identity::{NodeIdentity, NodeMeta},
+    identity::NodeIdentity,
     keyring::{OpenError, Sealer},
     replay::ReplayGuard,
     Claims,
@@ -39,7 +40,7 @@ const RECV_BUF: usize = 64 * 1024;
 pub(super) enum Command {
     Join(Vec<SocketAddr>),
     SetDrain(bool, oneshot::Sender<()>),
-    /// Publish readiness, the cluster config digest and the held groups.
+    /// Publish readiness, the cluster config digest and the held groups (`claims`).
     SetClaims(Claims),
     /// Hand `group` to node `to_id` at `to`.
     Handover {
@@ -84,6 +85,8 @@ pub(super) struct Driver {
     pub(super) heartbeats: Heartbeats,
     /// Watched peers gone silent, as last published to handles.
     pub(super) silent: watch::Sender<BTreeSet<String>>,
+    /// This node's election claims and the newest heard from each peer.
+    pub(super) claims: ClaimsState,
 }
 
 /// One wake-up of the task.
@@ -93,6 +96,7 @@ enum Step {
     Timers,
     RetryJoin,
     Heartbeat,
+    Claims,
 }
 
 impl Driver {
@@ -109,6 +113,7 @@ impl Driver {
                 () = sleep_until(next_timer) => Step::Timers,
                 _ = retry.tick() => Step::RetryJoin,
                 () = sleep_until(next_heartbeat) => Step::Heartbeat,
+                () = tokio::time::sleep_until(self.claims.next_wake()) => Step::Claims,
             };
             match step {
                 Step::Command(None) => break None,
@@ -126,7 +131,10 @@ impl Driver {
                     self.set_drain(drain);
                     let _ = reply.send(());
                 }
-                Step::Command(Some(Command::SetClaims(claims))) => self.set_claims(claims),
+                Step::Command(Some(Command::SetClaims(claims))) => {
+                    self.claims.set(&claims, Instant::now());
+                    self.send_claims().await;
+                }
                 Step::Command(Some(Command::Handover { to, to_id, group })) => {
                     self.send_handover(to, to_id, group).await;
                 }
@@ -150,6 +158,7 @@ impl Driver {
                     }
                 }
                 Step::Heartbeat => self.send_heartbeats().await,
+                Step::Claims => self.send_claims().await,
             }
             self.flush().await;
             self.publish_silence();
@@ -180,31 +189,45 @@ impl Driver {
     }
 
     fn set_drain(&mut self, drain: bool) {
-        let mut meta = self.foca.identity().meta.clone();
-        meta.drain = drain;
-        self.publish_meta(meta);
-    }
-
-    fn set_claims(&mut self, claims: Claims) {
-        let mut meta = self.foca.identity().meta.clone();
-        meta.ready = claims.ready;
-        meta.config_digest = claims.config_digest;
-        meta.held = claims.held;
-        self.publish_meta(meta);
-    }
-
-    /// A new identity revision with `meta`, unless nothing changed.
-    fn publish_meta(&mut self, meta: NodeMeta) {
         let current = self.foca.identity();
-        if current.meta == meta {
+        if current.meta.drain == drain {
             return;
         }
         let mut next = current.clone();
-        next.meta = meta;
+        next.meta.drain = drain;
         next.revision = next.revision.wrapping_add(1);
-        debug!(revision = next.revision, meta = ?next.meta, "publishing new metadata");
+        info!(drain, revision = next.revision, "publishing new metadata");
         if let Err(e) = self.foca.change_identity(next, &mut self.runtime) {
             warn!(error = %e, "changing gossip identity");
+        }
+    }
+
+    /// One heartbeat-channel message to `to`, sealed.
+    async fn send_message(&mut self, message: &Message, to: SocketAddr) -> bool {
+        // Sealed per datagram: every one needs a fresh nonce and counter.
+        match self
+            .socket
+            .send_to(&self.keys.seal(&heartbeat::encode(message)), to)
+            .await
+        {
+            Ok(_) => true,
+            Err(e) => {
+                self.counters.send_error();
+                debug!(%to, error = %e, "heartbeat channel send");
+                false
+            }
+        }
+    }
+
+    /// This node's claims, when due, to every live member.
+    async fn send_claims(&mut self) {
+        let Some(claims) = self.claims.due(Instant::now()) else {
+            return;
+        };
+        let message = Message::Claims(claims);
+        let targets: Vec<SocketAddr> = self.live.keys().copied().collect();
+        for to in targets {
+            self.send_message(&message, to).await;
         }
     }
 
@@ -216,13 +239,8 @@ impl Driver {
             group,
             to: to_id,
         });
-        if let Err(e) = self
-            .socket
-            .send_to(&self.keys.seal(&heartbeat::encode(&message)), to)
-            .await
-        {
-            self.counters.send_error();
-            warn!(%to, error = %e, "sending a hand-over");
+        if !self.send_message(&message, to).await {
+            warn!(%to, "sending a hand-over failed");
         }
     }
 
@@ -267,6 +285,13 @@ impl Driver {
                 self.counters.heartbeat_received(heard == Heard::Fresh);
                 return;
             }
+            Some(Ok(Message::Claims(c))) => {
+                if let Some(claims) = self.claims.receive(c) {
+                    debug!(?claims, "claims");
+                    self.emit(MembershipEvent::Claims(claims));
+                }
+                return;
+            }
             Some(Ok(Message::Handover(h))) => {
                 if h.to == self.foca.identity().node_id {
                     info!(from = %h.node_id, group = %h.group, "handed a VIP group");
@@ -298,15 +323,10 @@ impl Driver {
         let Some((beacon, targets)) = self.heartbeats.due(Instant::now()) else {
             return;
         };
-        let plaintext = heartbeat::encode(&Message::Beacon(beacon));
+        let message = Message::Beacon(beacon);
         for to in targets {
-            // Sealed per datagram: every one needs a fresh nonce.
-            match self.socket.send_to(&self.keys.seal(&plaintext), to).await {
-                Ok(_) => self.counters.heartbeat_sent(),
-                Err(e) => {
-                    self.counters.send_error();
-                    debug!(%to, error = %e, "heartbeat send");
-                }
+            if self.send_message(&message, to).await {
+                self.counters.heartbeat_sent();
             }
         }
     }
@@ -374,6 +394,10 @@ impl Driver {
             .collect();
         for event in diff(&self.live, &live) {
             info!(?event, "membership");
+            if matches!(event, MembershipEvent::MemberUp(_)) {
+                // A new member hears this node's claims at once.
+                self.claims.send_soon(Instant::now());
+            }
             self.emit(event);
         }
         self.live = live;

@@ -36,12 +36,6 @@ pub struct MemberInfo {
     pub syncid: u8,
     pub drain: bool,
     pub version: String,
-    /// May be handed VIP groups (settled, links up).
-    pub ready: bool,
-    /// Digest of its cluster config part.
-    pub config_digest: u64,
-    /// The VIP groups it holds.
-    pub held: Vec<String>,
     /// Addresses its VRRP adverts come from.
     pub vrrp_sources: Vec<IpAddr>,
     pub incarnation: u64,
@@ -58,9 +52,6 @@ impl MemberInfo {
             syncid: id.meta.syncid,
             drain: id.meta.drain,
             version: id.meta.version.clone(),
-            ready: id.meta.ready,
-            config_digest: id.meta.config_digest,
-            held: id.meta.held.clone(),
             vrrp_sources: id.meta.vrrp_sources.clone(),
             incarnation: id.incarnation,
             state,
@@ -79,8 +70,7 @@ pub enum MembershipEvent {
     MemberUp(MemberInfo),
     /// A member left, was declared down, or was replaced by its next life.
     MemberDown(MemberInfo),
-    /// A live member changed its metadata (syncid, drain, version, readiness, config
-    /// digest, held groups, VRRP sources).
+    /// A live member changed its syncid, drain flag, version or VRRP sources.
     MetaChanged {
         before: MemberInfo,
         after: MemberInfo,
@@ -89,6 +79,22 @@ pub enum MembershipEvent {
     Conflict(Conflict),
     /// Node `from` handed VIP group `group` to this node (a planned move).
     Handover { from: String, group: String },
+    /// A peer's newest claims (readiness, config digest, held groups).
+    Claims(PeerClaims),
+}
+
+/// What one node life claims for the VIP group election (`GossipClaims`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PeerClaims {
+    pub node_id: String,
+    /// The sender's process life (`GossipIdentity.incarnation`).
+    pub incarnation: u64,
+    /// Settled, VIP links up: may be handed VIP groups.
+    pub ready: bool,
+    /// Digest of its cluster config part.
+    pub config_digest: u64,
+    /// The VIP groups it holds, sorted.
+    pub held: Vec<String>,
 }
 
 /// foca's live (alive or suspect) members, keyed like foca keys them.
@@ -144,6 +150,7 @@ mod tests {
                 MembershipEvent::MetaChanged { after, .. } => ("meta", after.node_id.as_str()),
                 MembershipEvent::Conflict(_) => ("conflict", ""),
                 MembershipEvent::Handover { .. } => ("handover", ""),
+                MembershipEvent::Claims(_) => ("claims", ""),
             })
             .collect()
     }

@@ -12,8 +12,9 @@
 //! - a target dropped by the sender keeps receiving beacons for `linger`, covering the
 //!   time the former heir needs to learn (through gossip) that it is no longer one.
 //!
-//! The same channel carries hand-overs of VIP groups (`GossipHandover`), sealed and
-//! sent to one successor on a planned move.
+//! The same channel carries hand-overs of VIP groups (`GossipHandover`), sent to one
+//! successor on a planned move, and each node's election claims (`GossipClaims`, see
+//! `claims`).
 //!
 //! Pure: the driver passes the clock in and does the socket I/O. Wire format: see
 //! `GossipHeartbeat` and `GossipHandover` in `proto/lvs/v1/gossip.proto`.
@@ -24,20 +25,22 @@ use std::{
     time::Duration,
 };
 
-use lvs_proto::v1::{GossipHandover, GossipHeartbeat};
+use lvs_proto::v1::{GossipClaims, GossipHandover, GossipHeartbeat};
 use prost::Message as _;
 use tokio::time::Instant;
 
-/// First plaintext byte of a beacon, and of a hand-over; never the first byte of a foca
-/// packet.
+/// First plaintext byte of a beacon, a hand-over, claims; never the first byte of a
+/// foca packet.
 const BEACON: u8 = 0;
 const HANDOVER: u8 = 1;
+const CLAIMS: u8 = 2;
 
 /// What travels on the heartbeat channel.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Message {
     Beacon(GossipHeartbeat),
     Handover(GossipHandover),
+    Claims(GossipClaims),
 }
 
 /// The sealed plaintext of one message.
@@ -45,6 +48,7 @@ pub fn encode(message: &Message) -> Vec<u8> {
     let (marker, body) = match message {
         Message::Beacon(b) => (BEACON, b.encode_to_vec()),
         Message::Handover(h) => (HANDOVER, h.encode_to_vec()),
+        Message::Claims(c) => (CLAIMS, c.encode_to_vec()),
     };
     [&[marker][..], &body].concat()
 }
@@ -54,6 +58,7 @@ pub fn decode(plaintext: &[u8]) -> Option<Result<Message, prost::DecodeError>> {
     match plaintext.split_first() {
         Some((&BEACON, body)) => Some(GossipHeartbeat::decode(body).map(Message::Beacon)),
         Some((&HANDOVER, body)) => Some(GossipHandover::decode(body).map(Message::Handover)),
+        Some((&CLAIMS, body)) => Some(GossipClaims::decode(body).map(Message::Claims)),
         _ => None,
     }
 }
@@ -311,6 +316,13 @@ mod tests {
         });
         assert_eq!(encode(&h)[0], HANDOVER);
         assert_eq!(decode(&encode(&h)), Some(Ok(h)));
+        let c = Message::Claims(GossipClaims {
+            node_id: "lb1".into(),
+            held: vec!["VI_1".into()],
+            ..GossipClaims::default()
+        });
+        assert_eq!(encode(&c)[0], CLAIMS);
+        assert_eq!(decode(&encode(&c)), Some(Ok(c)));
         // A foca packet starts with its header's (non-zero) length prefix.
         assert_eq!(decode(&[0x2a, 0x0a]), None);
         assert_eq!(decode(&[]), None);

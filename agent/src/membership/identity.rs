@@ -1,14 +1,13 @@
 //! Who a member is: the foca `Identity` of an lvs-agent director.
 //!
-//! Metadata (syncid, drain, software version, readiness, cluster config digest, held
-//! VIP groups, VRRP sources) lives inside the identity rather
+//! Metadata (syncid, drain, software version, VRRP sources) lives inside the identity rather
 //! than in foca custom broadcasts: a member is then never known as up without
 //! its metadata (the ownership election needs the syncid the moment a node
 //! appears), late joiners get it from the ordinary membership feed, and foca's
 //! rename machinery (`win_addr_conflict`) gives a versioned last-writer-wins
 //! update for free. Changing metadata is `Foca::change_identity` with a bumped
-//! `revision`; it happens on drain, readiness, reload and each acquire or release of a
-//! group (a few times per failover), so the extra bytes per message are cheap on a LAN.
+//! `revision`; it is rare (drain, upgrade), so the extra bytes per message are
+//! cheap on a LAN.
 
 use std::net::{IpAddr, SocketAddr};
 
@@ -21,16 +20,6 @@ pub struct NodeMeta {
     pub drain: bool,
     /// lvs-agent software version.
     pub version: String,
-    /// Settled after start, VIP links up: the node may be handed VIP groups. The
-    /// election only moves a group to a ready node, so no move waits on a node still
-    /// learning the cluster.
-    pub ready: bool,
-    /// Digest of the node's cluster part (`config::ClusterConfig::digest`): nodes that
-    /// differ do not preempt each other and report the difference.
-    pub config_digest: u64,
-    /// The VIP groups the node holds (sorted): every node learns the holders from gossip,
-    /// so stickiness (`nopreempt`, `preempt_delay`) survives restarts and joins.
-    pub held: Vec<String>,
     /// Addresses this node sends VRRP adverts from (IPv4 source, IPv6 link-locals), so
     /// peers tell its adverts from a foreign router's. Last, so that in the precedence
     /// tie-break a copy relayed by an agent that drops the field loses (see the proto).
@@ -67,9 +56,6 @@ impl NodeIdentity {
                 syncid: 0,
                 drain: false,
                 version: String::new(),
-                ready: false,
-                config_digest: 0,
-                held: Vec::new(),
                 vrrp_sources: Vec::new(),
             },
         }
@@ -115,9 +101,6 @@ pub(crate) fn test_identity(node_id: &str, port: u16, incarnation: u64) -> NodeI
             syncid: 1,
             drain: false,
             version: "0.1.0".to_owned(),
-            ready: true,
-            config_digest: 7,
-            held: vec!["g1".to_owned()],
             vrrp_sources: vec![
                 IpAddr::from([127, 0, 0, 1]),
                 "fe80::1".parse().expect("an IPv6 literal"),

@@ -19,6 +19,7 @@
 //! `heartbeat_timeout` (300 ms) as silent ([`MembershipHandle::silent_peers`]), so the
 //! cluster can move groups long before SWIM declares the owner down.
 
+mod claims;
 mod codec;
 mod conflict;
 mod counters;
@@ -46,7 +47,7 @@ use tracing::Instrument as _;
 
 pub use conflict::Conflict;
 pub use counters::MembershipCounters;
-pub use events::{MemberInfo, MemberState, MembershipEvent};
+pub use events::{MemberInfo, MemberState, MembershipEvent, PeerClaims};
 pub use keyring::{
     new_key_text, write_new_key_file, ClusterKey, KeyError, KeyRing, OpenError, Opened, Origin,
 };
@@ -273,9 +274,6 @@ pub async fn start(
             syncid: cfg.syncid,
             drain: cfg.drain,
             version: cfg.version,
-            ready: false,
-            config_digest: 0,
-            held: Vec::new(),
             vrrp_sources: cfg.vrrp_sources,
         },
     };
@@ -291,6 +289,12 @@ pub async fn start(
         cfg.heartbeat_interval,
         cfg.heartbeat_timeout,
         linger,
+        tokio::time::Instant::now(),
+    );
+    let claims = claims::ClaimsState::new(
+        &cfg.node_id,
+        cfg.incarnation,
+        cfg.swim.probe_period,
         tokio::time::Instant::now(),
     );
     let replay = ReplayGuard::new(replay::MAX_SENDERS, cfg.swim.remove_down_after);
@@ -310,6 +314,7 @@ pub async fn start(
         live: Default::default(),
         heartbeats,
         silent: silent_tx,
+        claims,
     };
     let span = tracing::info_span!("membership", node = %cfg.node_id, %addr);
     tokio::spawn(driver.run(commands_rx).instrument(span));
@@ -342,7 +347,7 @@ impl MembershipHandle {
     }
 
     /// Publish what this node claims: readiness, cluster config digest, held groups
-    /// (a new identity revision when anything changed).
+    /// (`GossipClaims`, to every live member now and every probe period).
     pub async fn set_claims(&self, claims: Claims) -> Result<(), Stopped> {
         self.commands
             .send(Command::SetClaims(claims))

@@ -330,9 +330,6 @@ fn identity(i: usize) -> NodeIdentity {
             syncid: u8::try_from(1 + i % 255).expect("below 256"),
             drain: false,
             version: env!("CARGO_PKG_VERSION").to_owned(),
-            ready: true,
-            config_digest: 0,
-            held: Vec::new(),
             vrrp_sources: Vec::new(),
         },
     }
