@@ -30,8 +30,8 @@ enum Command {
         /// Config file; repeat for node and cluster parts (`-c node.toml -c cluster.toml`).
         #[arg(short = 'c', long = "config", required = true, value_name = "FILE")]
         config: Vec<PathBuf>,
-        /// Whether this node owns a VIP group, i.e. runs the sync master. Temporary:
-        /// VIP ownership will decide this once the cluster part exists.
+        /// Run the IPVS sync master whether or not this node holds a VIP group (by
+        /// default it runs while the node holds one).
         #[arg(long, value_name = "BOOL", num_args = 0..=1, default_value_t = false,
               default_missing_value = "true", action = ArgAction::Set)]
         sync_master: bool,

@@ -327,7 +327,7 @@ async fn a_duplicate_node_id_is_reported() {
         matches!(e, MembershipEvent::Conflict(Conflict::NodeId { .. }))
     })
     .await;
-    let MembershipEvent::Conflict(Conflict::NodeId { node_id, addrs }) = event else {
+    let MembershipEvent::Conflict(Conflict::NodeId { node_id, addrs, .. }) = event else {
         unreachable!()
     };
     assert_eq!(node_id, "lb1");

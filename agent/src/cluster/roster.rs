@@ -100,6 +100,24 @@ impl Roster {
                 );
                 true
             }
+            MembershipEvent::Resync { members, claims } => {
+                // Keep what still holds (so eligibility times survive), take the rest.
+                self.live.retain(|id, p| {
+                    members.iter().any(|m| {
+                        m.node_id == *id && m.addr == p.addr && m.incarnation == p.incarnation
+                    })
+                });
+                for m in members {
+                    self.learn_sources(m);
+                    if !self.live.contains_key(&m.node_id) {
+                        self.live.insert(m.node_id.clone(), peer(m, now_ms));
+                    }
+                }
+                for c in claims {
+                    self.apply(&MembershipEvent::Claims(c.clone()), now_ms);
+                }
+                true
+            }
             MembershipEvent::Conflict(_) | MembershipEvent::Handover { .. } => false,
         }
     }
@@ -285,6 +303,30 @@ mod tests {
         r.apply(&claims("lb2", 9, true, &["g2"]), 900);
         assert_eq!(r.live_claims().count(), 0);
         assert!(!r.says_ready("lb2"));
+    }
+
+    #[test]
+    fn a_snapshot_replaces_the_view_after_dropped_events() {
+        let mut r = Roster::new("lb1", []);
+        r.apply(&MembershipEvent::MemberUp(info("lb2", 2, false)), 10);
+        r.apply(&MembershipEvent::MemberUp(info("lb3", 3, false)), 10);
+        // lb3's MemberDown and lb4's MemberUp and claims were dropped.
+        let snapshot = MembershipEvent::Resync {
+            members: vec![info("lb2", 2, false), info("lb4", 4, false)],
+            claims: vec![PeerClaims {
+                node_id: "lb4".into(),
+                incarnation: 1,
+                ready: true,
+                config_digest: 1,
+                held: vec!["g1".into()],
+            }],
+        };
+        assert!(r.apply(&snapshot, 50));
+        let live: Vec<_> = r.live().keys().cloned().collect();
+        assert_eq!(live, ["lb2", "lb4"]);
+        assert_eq!(r.live()["lb2"].up_ms, 10, "kept as it was");
+        assert!(r.says_ready("lb4"));
+        assert_eq!(r.agent_at("192.0.2.4".parse().unwrap()), Some("lb4"));
     }
 
     #[test]

@@ -16,7 +16,7 @@ use lvs_proto::v1::{GroupStatus, MemberStatus, StatusReply};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 use tokio::time::{sleep_until, Instant};
-use tracing::{debug, info, warn};
+use tracing::{debug, error, info, warn};
 
 use super::decide;
 use super::roster::Roster;
@@ -87,6 +87,9 @@ pub(super) struct Runtime {
     differing: BTreeSet<String>,
     /// Membership conflicts (node id, syncid) reported so far, for status.
     conflicts: Vec<String>,
+    /// An older live process uses this node's id (at that gossip address): this one,
+    /// the newer, holds nothing until it is gone.
+    stand_back: Option<SocketAddr>,
 }
 
 /// The SWIM LAN preset with every timer scaled by `probe_period` / 1 s.
@@ -232,6 +235,7 @@ impl Runtime {
             claims: Claims::default(),
             differing: BTreeSet::new(),
             conflicts: Vec::new(),
+            stand_back: None,
         };
         runtime.remove_stale_vips().await;
         Ok((runtime, member_events, uplink_events))
@@ -357,9 +361,25 @@ impl Runtime {
                 }
             }
             MembershipEvent::Conflict(conflict) => {
+                let own = self.membership.addr();
                 let text = match conflict {
-                    Conflict::NodeId { node_id, addrs } => {
-                        format!("node id {node_id} used at {} and {}", addrs[0], addrs[1])
+                    Conflict::NodeId {
+                        node_id,
+                        addrs,
+                        newer,
+                    } => {
+                        if node_id.as_str() == self.node.id.as_str() && *newer == own {
+                            let older = addrs.iter().copied().find(|a| *a != own);
+                            error!(
+                                node_id = %node_id, older = ?older,
+                                "an older live process uses this node id: holding nothing until it stops"
+                            );
+                            self.stand_back = older;
+                        }
+                        format!(
+                            "node id {node_id} used at {} and {}; the newer, {newer}, holds nothing",
+                            addrs[0], addrs[1]
+                        )
                     }
                     Conflict::Syncid { syncid, node_ids } => {
                         format!("syncid {syncid} used by {}", node_ids.join(", "))
@@ -370,6 +390,18 @@ impl Runtime {
                 }
             }
             _ => {}
+        }
+        if let MembershipEvent::MemberUp(m) | MembershipEvent::MemberDown(m) = &event {
+            if m.node_id == self.node.id.as_str() {
+                // Another process with our id: never a peer of ours.
+                if matches!(event, MembershipEvent::MemberDown(_))
+                    && self.stand_back == Some(m.addr)
+                {
+                    info!(older = %m.addr, "the older process with this node id is gone");
+                    self.stand_back = None;
+                }
+                return;
+            }
         }
         self.roster.apply(&event, now);
     }
@@ -657,7 +689,7 @@ impl Runtime {
         let now = self.now_ms();
         let settling = now < self.settle_at_ms;
         let links_up = self.uplinks.values().all(|u| u.up);
-        let ready = !settling && links_up;
+        let ready = !settling && links_up && self.stand_back.is_none();
         match (ready, self.ready_since_ms) {
             (true, None) => self.ready_since_ms = Some(now),
             (false, Some(_)) => self.ready_since_ms = None,
@@ -716,7 +748,7 @@ impl Runtime {
                 .clone()
                 .filter(|o| *o != me && self.roster.gossip_addr(o).is_some());
             let view = View {
-                elected_me: owner.as_deref() == Some(me.as_str()),
+                elected_me: owner.as_deref() == Some(me.as_str()) && self.stand_back.is_none(),
                 link_up,
                 settling,
                 successor,

@@ -72,6 +72,11 @@ impl ClaimsState {
         self.next_send
     }
 
+    /// The newest claims heard from every node.
+    pub fn heard(&self) -> Vec<PeerClaims> {
+        self.heard.values().map(|(_, c)| c.clone()).collect()
+    }
+
     /// A received message: the peer's claims when they are newer than any heard from
     /// that node and say something new.
     pub fn receive(&mut self, m: GossipClaims) -> Option<PeerClaims> {

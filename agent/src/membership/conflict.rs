@@ -20,6 +20,9 @@ pub enum Conflict {
     NodeId {
         node_id: String,
         addrs: [SocketAddr; 2],
+        /// The process started later (higher incarnation; on a tie, the higher
+        /// address): it is the one that must stand back.
+        newer: SocketAddr,
     },
     /// Two live nodes master the same IPVS syncid.
     Syncid { syncid: u8, node_ids: Vec<String> },
@@ -28,6 +31,7 @@ pub enum Conflict {
 pub struct ConflictDetector {
     local_node_id: String,
     local_addr: SocketAddr,
+    local_incarnation: u64,
     /// Newest life heard sending, per node id.
     newest: HashMap<String, NodeIdentity>,
     reported_node_ids: HashSet<(String, SocketAddr, SocketAddr)>,
@@ -35,10 +39,11 @@ pub struct ConflictDetector {
 }
 
 impl ConflictDetector {
-    pub fn new(local_node_id: &str, local_addr: SocketAddr) -> Self {
+    pub fn new(local_node_id: &str, local_addr: SocketAddr, local_incarnation: u64) -> Self {
         Self {
             local_node_id: local_node_id.to_owned(),
             local_addr,
+            local_incarnation,
             newest: HashMap::new(),
             reported_node_ids: HashSet::new(),
             reported_syncids: HashSet::new(),
@@ -53,11 +58,11 @@ impl ConflictDetector {
         }
         let rival = if src.node_id == self.local_node_id {
             // Any other address using our id is alive: it just sent this.
-            (src.addr != self.local_addr).then_some(self.local_addr)
+            (src.addr != self.local_addr).then_some((self.local_addr, self.local_incarnation))
         } else {
             match self.newest.get(&src.node_id) {
                 Some(prev) if prev.addr != src.addr && src.incarnation <= prev.incarnation => {
-                    Some(prev.addr)
+                    Some((prev.addr, prev.incarnation))
                 }
                 Some(prev) if src.incarnation < prev.incarnation => None,
                 _ => {
@@ -66,12 +71,19 @@ impl ConflictDetector {
                 }
             }
         }?;
+        let (rival, rival_incarnation) = rival;
+        let newer = if (src.incarnation, src.addr) > (rival_incarnation, rival) {
+            src.addr
+        } else {
+            rival
+        };
         let pair = (rival.min(src.addr), rival.max(src.addr));
         self.reported_node_ids
             .insert((src.node_id.clone(), pair.0, pair.1))
             .then(|| Conflict::NodeId {
                 node_id: src.node_id.clone(),
                 addrs: [pair.0, pair.1],
+                newer,
             })
     }
 
@@ -116,7 +128,7 @@ mod tests {
 
     #[test]
     fn restart_on_same_or_new_address_is_not_a_conflict() {
-        let mut d = ConflictDetector::new("lb1", test_identity("lb1", 1, 1).addr);
+        let mut d = ConflictDetector::new("lb1", test_identity("lb1", 1, 1).addr, 1);
         assert_eq!(d.observe_sender(&test_identity("lb2", 2, 100)), None);
         assert_eq!(d.observe_sender(&test_identity("lb2", 2, 200)), None);
         assert_eq!(d.observe_sender(&test_identity("lb2", 3, 300)), None);
@@ -125,7 +137,7 @@ mod tests {
 
     #[test]
     fn an_older_life_still_sending_is_a_conflict_reported_once() {
-        let mut d = ConflictDetector::new("lb1", test_identity("lb1", 1, 1).addr);
+        let mut d = ConflictDetector::new("lb1", test_identity("lb1", 1, 1).addr, 1);
         let older = test_identity("lb2", 2, 100);
         let newer = test_identity("lb2", 3, 200);
         assert_eq!(d.observe_sender(&older), None);
@@ -133,6 +145,7 @@ mod tests {
         let conflict = Conflict::NodeId {
             node_id: "lb2".into(),
             addrs: [older.addr, newer.addr],
+            newer: newer.addr,
         };
         assert_eq!(d.observe_sender(&older), Some(conflict));
         assert_eq!(d.observe_sender(&older), None);
@@ -142,16 +155,21 @@ mod tests {
     #[test]
     fn another_process_with_our_id_is_a_conflict() {
         let local = test_identity("lb1", 1, 1);
-        let mut d = ConflictDetector::new("lb1", local.addr);
+        let mut d = ConflictDetector::new("lb1", local.addr, 5);
+        // Started before us (incarnation 0 < 5): we are the newer one.
         assert!(matches!(
             d.observe_sender(&test_identity("lb1", 9, 0)),
-            Some(Conflict::NodeId { .. })
+            Some(Conflict::NodeId { newer, .. }) if newer == local.addr
+        ));
+        assert!(matches!(
+            d.observe_sender(&test_identity("lb1", 10, 6)),
+            Some(Conflict::NodeId { newer, .. }) if newer.port() == 10
         ));
     }
 
     #[test]
     fn duplicate_syncids_are_reported_while_they_last() {
-        let mut d = ConflictDetector::new("lb1", test_identity("lb1", 1, 1).addr);
+        let mut d = ConflictDetector::new("lb1", test_identity("lb1", 1, 1).addr, 1);
         let a = test_identity("lb1", 1, 1);
         let b = test_identity("lb2", 2, 1);
         let mut c = test_identity("lb3", 3, 1);
@@ -168,7 +186,7 @@ mod tests {
 
     #[test]
     fn syncid_zero_and_one_node_on_two_addresses_are_fine() {
-        let mut d = ConflictDetector::new("lb1", test_identity("lb1", 1, 1).addr);
+        let mut d = ConflictDetector::new("lb1", test_identity("lb1", 1, 1).addr, 1);
         let mut a = test_identity("lb2", 2, 1);
         let mut b = test_identity("lb3", 3, 1);
         a.meta.syncid = 0;

@@ -87,6 +87,8 @@ pub(super) struct Driver {
     pub(super) silent: watch::Sender<BTreeSet<String>>,
     /// This node's election claims and the newest heard from each peer.
     pub(super) claims: ClaimsState,
+    /// Events were dropped: a snapshot is owed to the receiver.
+    pub(super) resync_pending: bool,
 }
 
 /// One wake-up of the task.
@@ -162,6 +164,7 @@ impl Driver {
             }
             self.flush().await;
             self.publish_silence();
+            self.resync();
         };
         // Close the socket before confirming, so a caller may rebind the port.
         drop(self);
@@ -424,11 +427,37 @@ impl Driver {
         self.emit(MembershipEvent::Conflict(conflict));
     }
 
-    fn emit(&self, event: MembershipEvent) {
+    fn emit(&mut self, event: MembershipEvent) {
         if let Err(mpsc::error::TrySendError::Full(event)) = self.events.try_send(event) {
-            // Never stall gossip on a slow consumer; it can resync with members().
+            // Never stall gossip on a slow consumer: it gets a snapshot once there is
+            // room (`resync`).
             self.counters.event_dropped();
-            warn!(?event, "membership event receiver full, event dropped");
+            self.resync_pending = true;
+            warn!(
+                ?event,
+                "membership event receiver full, event dropped; a snapshot follows"
+            );
+        }
+    }
+
+    /// After dropped events: the whole view (live members, newest claims) as one event,
+    /// as soon as the receiver has room.
+    fn resync(&mut self) {
+        if !self.resync_pending {
+            return;
+        }
+        let members = self
+            .live
+            .values()
+            .map(|m| MemberInfo::new(m.id(), m.state().into(), false))
+            .collect();
+        let snapshot = MembershipEvent::Resync {
+            members,
+            claims: self.claims.heard(),
+        };
+        if self.events.try_send(snapshot).is_ok() {
+            info!("membership snapshot sent after dropped events");
+            self.resync_pending = false;
         }
     }
 }

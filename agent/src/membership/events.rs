@@ -81,6 +81,12 @@ pub enum MembershipEvent {
     Handover { from: String, group: String },
     /// A peer's newest claims (readiness, config digest, held groups).
     Claims(PeerClaims),
+    /// Events were dropped (the receiver was full): the live members (this node not
+    /// included) and the newest claims heard, to replace the receiver's view.
+    Resync {
+        members: Vec<MemberInfo>,
+        claims: Vec<PeerClaims>,
+    },
 }
 
 /// What one node life claims for the VIP group election (`GossipClaims`).
@@ -151,6 +157,7 @@ mod tests {
                 MembershipEvent::Conflict(_) => ("conflict", ""),
                 MembershipEvent::Handover { .. } => ("handover", ""),
                 MembershipEvent::Claims(_) => ("claims", ""),
+                MembershipEvent::Resync { .. } => ("resync", ""),
             })
             .collect()
     }

@@ -299,7 +299,7 @@ pub async fn start(
     );
     let replay = ReplayGuard::new(replay::MAX_SENDERS, cfg.swim.remove_down_after);
     let driver = Driver {
-        conflicts: ConflictDetector::new(&cfg.node_id, addr),
+        conflicts: ConflictDetector::new(&cfg.node_id, addr, cfg.incarnation),
         foca: Foca::new(identity, cfg.swim.clone(), rand::make_rng(), ProtoCodec),
         swim: cfg.swim,
         runtime: AccumulatingRuntime::new(),
@@ -315,6 +315,7 @@ pub async fn start(
         heartbeats,
         silent: silent_tx,
         claims,
+        resync_pending: false,
     };
     let span = tracing::info_span!("membership", node = %cfg.node_id, %addr);
     tokio::spawn(driver.run(commands_rx).instrument(span));
