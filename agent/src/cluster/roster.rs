@@ -136,14 +136,14 @@ impl Roster {
             .filter(|c| c.claims.incarnation == peer.incarnation)
     }
 
-    /// Since when live peer `id` counts as ready: from its claims, or, should they not
-    /// have reached us, once it has been up for `assume_after_ms` (longer than any node
-    /// settles).
+    /// Since when live peer `id` counts as ready: from its claims, or, should none of
+    /// its present life have reached us, once it has been up for `assume_after_ms`
+    /// (longer than any node settles).
     fn ready_since(&self, id: &str, p: &Peer, now_ms: u64, assume_after_ms: u64) -> Option<u64> {
         let assumed = p.up_ms.saturating_add(assume_after_ms);
         match self.claimed(id) {
-            Some(c) if c.claims.ready => c.ready_since_ms,
-            _ => (now_ms >= assumed).then_some(assumed),
+            Some(c) => c.ready_since_ms.filter(|_| c.claims.ready),
+            None => (now_ms >= assumed).then_some(assumed),
         }
     }
 
@@ -177,6 +177,13 @@ impl Roster {
         self.live
             .keys()
             .filter_map(|id| Some((id, &self.claimed(id)?.claims)))
+    }
+
+    /// `id` handed `group` over: it no longer holds it (until claims say otherwise).
+    pub fn void_claim(&mut self, id: &str, group: &str) {
+        if let Some(c) = self.claims.get_mut(id) {
+            c.claims.held.retain(|g| g != group);
+        }
     }
 
     /// Whether live peer `id` says it is ready.
@@ -287,6 +294,11 @@ mod tests {
 
         r.apply(&claims("lb2", 1, false, &[]), 100);
         assert!(!r.says_ready("lb2"));
+        assert_eq!(
+            r.members("lb1", None, 5000, 1000),
+            [],
+            "it says it is not ready"
+        );
         assert!(r.apply(&claims("lb2", 1, true, &[]), 500));
         let members = r.members("lb1", None, 600, 1000);
         assert_eq!((members.len(), members[0].eligible_since_ms), (1, 500));
@@ -298,6 +310,9 @@ mod tests {
             .map(|(id, c)| (id.clone(), c.held.clone()))
             .collect();
         assert_eq!(held, [("lb2".to_string(), vec!["g1".to_string()])]);
+
+        r.void_claim("lb2", "g1");
+        assert_eq!(r.live_claims().next().map(|(_, c)| c.held.len()), Some(0));
 
         // Claims of another life are not this one's.
         r.apply(&claims("lb2", 9, true, &["g2"]), 900);

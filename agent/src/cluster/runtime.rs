@@ -355,6 +355,8 @@ impl Runtime {
                 if self.routers.contains_key(group) {
                     self.owners
                         .insert(group.clone(), Some(self.node.id.to_string()));
+                    // Its claim on the group is over, whatever its next claims say.
+                    self.roster.void_claim(from, group);
                     self.step(group, Input::Handover { from }).await;
                 } else {
                     warn!(%from, %group, "handed a group this node does not know (config differs?)");
@@ -1030,6 +1032,10 @@ impl Runtime {
     /// Planned stop: every held group goes to its heir (the election without this
     /// node) with a hand-over, then the gossip is left.
     async fn shutdown(&mut self) {
+        // Not ready from now on, said before any hand-over (same channel, in order): the
+        // heirs' elections no longer count this node.
+        self.ready_since_ms = None;
+        self.publish_claims().await;
         let others: Vec<_> = self
             .roster
             .members(
