@@ -1,5 +1,5 @@
-//! `lvs-cli`: the operator's view of an lvs-mesh cluster. The control API it talks to
-//! (QUIC + protobuf) comes with the control-plane work; until then it only identifies itself.
+//! `lvs-cli`: the operator's view of an lvs-mesh cluster. It only identifies itself: the
+//! remote control API (QUIC + protobuf) is not built yet; `lvs-agent status` is the local view.
 use clap::Parser;
 
 #[derive(Parser)]

@@ -168,5 +168,8 @@ pub fn format_status(status: &StatusReply) -> String {
     for (reason, count) in &status.vrrp_dropped {
         out += &format!("vrrp-dropped {reason} {count}\n");
     }
+    for (name, count) in status.gossip.iter().filter(|(_, n)| **n > 0) {
+        out += &format!("gossip {name} {count}\n");
+    }
     out
 }

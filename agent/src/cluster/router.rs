@@ -31,9 +31,9 @@
 //! - **Planned moves hand over.** A Master the election no longer names releases and
 //!   names its successor (`Effect::Release { to }`): the runtime removes the addresses,
 //!   then sends the successor a sealed hand-over and a priority-0 advert, on which the
-//!   successor claims at once. The election only names ready peers (settled, link up,
-//!   same cluster config), so the group is without holder only for one message's
-//!   flight and one address add.
+//!   successor claims at once. The election only names ready peers (settled, links
+//!   up), so the group is without holder only for one message's flight and one
+//!   address add.
 
 use std::net::IpAddr;
 use std::time::Duration;
@@ -106,7 +106,7 @@ pub struct Heard {
     /// The agent's node id when the source is a known agent; `None` for a foreign router.
     pub node: Option<String>,
     pub priority: u8,
-    /// Followed until then (ms) unless another advert comes.
+    /// Followed up to this time (ms) unless another advert comes.
     pub until_ms: u64,
 }
 
@@ -187,6 +187,14 @@ impl Router {
         self.heard.as_ref().filter(|h| h.until_ms > now_ms)
     }
 
+    /// Claim at the next view that names this node, without the start-up wait: the
+    /// group's addresses were this node's a moment ago (a group renamed by a reload).
+    pub fn hand_over(&mut self) {
+        if self.state != State::Master {
+            self.handed = true;
+        }
+    }
+
     /// The runtime could not add the addresses after `Effect::Acquire`: back to Backup,
     /// to claim again at a later view.
     pub fn acquire_failed(&mut self) {
@@ -229,7 +237,7 @@ impl Router {
                 {
                     self.heard = None;
                 }
-                self.handed = self.state != State::Master;
+                self.hand_over();
                 Vec::new()
             }
             Input::PresumedDown(node) => {

@@ -450,16 +450,30 @@ impl Runtime {
             .filter(|name| !cluster.vip_groups.iter().any(|g| &g.name == *name))
             .cloned()
             .collect();
+        let mut released: BTreeSet<IpAddr> = BTreeSet::new();
         for name in gone {
-            if self.held.contains_key(&name) {
+            if let Some(h) = self.held.get(&name) {
+                released.extend(h.group.addresses.iter().map(|a| a.addr));
                 info!(group = %name, "group removed from the config: releasing it");
                 self.release(&name, None).await;
             }
             self.routers.remove(&name);
             self.owners.remove(&name);
         }
+        let me = self.node.id.to_string();
         for g in &cluster.vip_groups {
-            self.routers.entry(g.name.clone()).or_default();
+            if self.routers.contains_key(&g.name) {
+                continue;
+            }
+            let mut router = Router::new();
+            if g.addresses.iter().any(|a| released.contains(&a.addr)) {
+                // A renamed group (or one taking over a removed group's addresses): this
+                // node held them a moment ago, so it keeps them without a start-up wait.
+                info!(group = %g.name, "new group with addresses this node held: claiming it at once");
+                router.hand_over();
+                self.owners.insert(g.name.clone(), Some(me.clone()));
+            }
+            self.routers.insert(g.name.clone(), router);
         }
         let changed: Vec<VipGroup> = cluster
             .vip_groups
@@ -1122,6 +1136,13 @@ impl Runtime {
             config_digest: self.digest,
             config_differs: self.differing.iter().cloned().collect(),
             conflicts: self.conflicts.clone(),
+            gossip: self
+                .membership
+                .counters()
+                .named()
+                .into_iter()
+                .map(|(k, v)| (k.to_owned(), v))
+                .collect(),
         }
     }
 }

@@ -34,6 +34,27 @@ pub struct MembershipCounters {
     pub heartbeats_stale: u64,
 }
 
+impl MembershipCounters {
+    /// Every counter by name, for status output.
+    pub fn named(&self) -> [(&'static str, u64); 13] {
+        [
+            ("received", self.datagrams_received),
+            ("sent", self.datagrams_sent),
+            ("dropped_bad_envelope", self.dropped_bad_envelope),
+            ("dropped_unknown_key", self.dropped_unknown_key),
+            ("dropped_auth_failed", self.dropped_auth_failed),
+            ("dropped_bad_payload", self.dropped_bad_payload),
+            ("dropped_replayed", self.dropped_replayed),
+            ("send_errors", self.send_errors),
+            ("conflicts", self.conflicts),
+            ("events_dropped", self.events_dropped),
+            ("heartbeats_sent", self.heartbeats_sent),
+            ("heartbeats_received", self.heartbeats_received),
+            ("heartbeats_stale", self.heartbeats_stale),
+        ]
+    }
+}
+
 #[derive(Debug, Default)]
 pub(super) struct Counters {
     received: AtomicU64,

@@ -542,3 +542,19 @@ proptest! {
         prop_assert!(r.is_master());
     }
 }
+
+#[test]
+fn a_renamed_group_is_claimed_without_the_start_up_wait() {
+    let s = settings(A, 100);
+    let mut r = Router::new();
+    r.hand_over();
+    assert_eq!(
+        r.step(Input::View(view(true)), &s, 0).unwrap(),
+        [Effect::Acquire]
+    );
+    // Not named by the election: the hand-over lapses.
+    let mut r = Router::new();
+    r.hand_over();
+    r.step(Input::View(view(false)), &s, 0).unwrap();
+    assert_eq!(r.step(Input::View(view(true)), &s, 10).unwrap(), []);
+}
