@@ -30,6 +30,7 @@ use crate::config::{self, ClusterConfig, NodeConfig};
 use crate::ipvs::plan::{Scope, VirtualService};
 use crate::ipvs::reconcile::Reconciler;
 use crate::ipvs::{desired, sync, sysctl, Error as IpvsError, IpvsClient};
+use crate::membership::KeyRing;
 
 /// What `lvs-agent run` was started with.
 pub struct Options {
@@ -168,9 +169,14 @@ pub async fn run(mut opts: Options) -> anyhow::Result<()> {
                 }
             }
             Event::Reload => match reload(&opts.config_files, &config, &mut ipvs).await {
-                Ok(new) => {
+                Ok((new, keys)) => {
                     info!("config reloaded: {} services", new.services.len());
                     if let Some(stage) = &cluster {
+                        if let Some(keys) = keys {
+                            if stage.handle.set_keys(keys).await.is_err() {
+                                error!("the cluster task has stopped");
+                            }
+                        }
                         if stage.handle.reload(new.cluster.clone()).await.is_err() {
                             error!("the cluster task has stopped");
                         }
@@ -206,11 +212,16 @@ pub async fn run(mut opts: Options) -> anyhow::Result<()> {
 
 /// Reads the files again; the running config is replaced only by a valid one that
 /// the IPVS stage can serve.
-async fn reload(files: &[PathBuf], old: &Loaded, ipvs: &mut IpvsStage) -> Result<Loaded, String> {
+async fn reload(
+    files: &[PathBuf],
+    old: &Loaded,
+    ipvs: &mut IpvsStage,
+) -> Result<(Loaded, Option<KeyRing>), String> {
     info!("SIGHUP: reloading {}", display_paths(files));
     let new = Loaded::read(files)?;
+    let keys = cluster::check_reload((&old.node, &old.cluster), (&new.node, &new.cluster))?;
     ipvs.reconfigure(old, &new).await?;
-    Ok(new)
+    Ok((new, keys))
 }
 
 fn display_paths(files: &[PathBuf]) -> String {

@@ -35,6 +35,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tracing::Instrument as _;
 
 use crate::config::{ClusterConfig, NodeConfig};
+use crate::membership::KeyRing;
 use runtime::{Command, Runtime};
 
 /// A handle to the running cluster task; cheap to clone.
@@ -90,6 +91,14 @@ impl ClusterHandle {
             .map_err(|_| Stopped)
     }
 
+    /// Seals with, and accepts, this key ring from now on (key rotation).
+    pub async fn set_keys(&self, keys: KeyRing) -> Result<(), Stopped> {
+        self.commands
+            .send(Command::SetKeys(keys))
+            .await
+            .map_err(|_| Stopped)
+    }
+
     /// Planned stop: hands every group to its heir and leaves the gossip.
     pub async fn shutdown(&self) -> Result<(), Stopped> {
         self.call(Command::Shutdown).await
@@ -106,6 +115,70 @@ impl ClusterHandle {
             .map_err(|_| Stopped)?;
         answer.await.map_err(|_| Stopped)
     }
+}
+
+/// Checks a reloaded config against the running one before anything is applied: the
+/// node part may change only its key files (rotation) and `reconcile_interval`, and the
+/// cluster part may add no VIP interface or address family (sockets are opened at
+/// start) nor the first VIP group (the cluster stage starts at start). Returns the new
+/// key ring when the key files changed; the error names every change that needs a
+/// restart, or the key file that cannot be used.
+pub fn check_reload(
+    old: (&NodeConfig, &ClusterConfig),
+    new: (&NodeConfig, &ClusterConfig),
+) -> Result<Option<KeyRing>, String> {
+    let (on, oc) = old;
+    let (nn, nc) = new;
+    let mut restart = Vec::new();
+    let mut field = |name: &str, same: bool| {
+        if !same {
+            restart.push(format!("node.{name}"));
+        }
+    };
+    field("id", on.id == nn.id);
+    field("interface", on.interface == nn.interface);
+    field("address", on.address == nn.address);
+    field("gossip_listen", on.gossip_listen == nn.gossip_listen);
+    field("control_listen", on.control_listen == nn.control_listen);
+    field("syncid", on.syncid == nn.syncid);
+    field("join", on.join == nn.join);
+    field(
+        "gossip_probe_period",
+        on.gossip_probe_period == nn.gossip_probe_period,
+    );
+    field(
+        "heartbeat_interval",
+        on.heartbeat_interval == nn.heartbeat_interval,
+    );
+    field(
+        "heartbeat_timeout",
+        on.heartbeat_timeout == nn.heartbeat_timeout,
+    );
+    field("control_socket", on.control_socket == nn.control_socket);
+    if oc.vip_groups.is_empty() && !nc.vip_groups.is_empty() {
+        restart.push("the first vip_group (the cluster stage starts at start)".to_owned());
+    }
+    let opened = runtime::families(on, oc);
+    for (interface, families) in runtime::families(nn, nc) {
+        for v6 in families {
+            if !opened.get(&interface).is_some_and(|f| f.contains(&v6)) {
+                let family = if v6 { "IPv6" } else { "IPv4" };
+                restart.push(format!("VIP groups on {interface} over {family}"));
+            }
+        }
+    }
+    if !restart.is_empty() {
+        return Err(format!(
+            "reload refused, nothing applied: {} changed, which needs a restart",
+            restart.join(", ")
+        ));
+    }
+    if on.cluster_key_files == nn.cluster_key_files || nc.vip_groups.is_empty() {
+        return Ok(None);
+    }
+    runtime::keyring(nn)
+        .map(Some)
+        .map_err(|e| format!("reload refused, nothing applied: {e:#}"))
 }
 
 /// The cluster part of `lvs-agent run`: the runtime and its control socket.
@@ -130,5 +203,84 @@ impl Stage {
             handle,
             _control: control,
         }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt as _;
+
+    fn config(
+        node_extra: &str,
+        groups: &str,
+        key: &std::path::Path,
+    ) -> (NodeConfig, ClusterConfig) {
+        let text = format!(
+            "[node]\nid = \"lb1\"\ninterface = \"eth0\"\naddress = \"192.0.2.1\"\nsyncid = 1\n\
+             cluster_key_files = [\"{}\"]\n{node_extra}\n[cluster]\nname = \"t\"\n{groups}",
+            key.display()
+        );
+        let c = crate::config::parse(&text).expect("valid config");
+        (c.node.expect("node"), c.cluster.expect("cluster"))
+    }
+
+    const V4: &str =
+        "[[vip_group]]\nname = \"a\"\nvrrp_id = 1\naddresses = [\"198.51.100.1/24\"]\n";
+    const V6: &str =
+        "[[vip_group]]\nname = \"b\"\nvrrp_id = 2\nversion = 3\naddresses = [\"2001:db8::1/64\"]\n";
+
+    fn key_file(name: &str, byte: &str) -> std::path::PathBuf {
+        let path = std::env::temp_dir().join(format!("lvs-reload-{}-{name}", std::process::id()));
+        std::fs::write(&path, byte.repeat(32)).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+        path
+    }
+
+    #[test]
+    fn a_reload_names_every_change_that_needs_a_restart_and_rotates_keys() {
+        let k1 = key_file("k1", "2a");
+        let k2 = key_file("k2", "3b");
+        let (n, c) = config("", V4, &k1);
+
+        // Same config: nothing to do.
+        assert_eq!(
+            check_reload((&n, &c), (&n, &c)).map(|k| k.is_some()),
+            Ok(false)
+        );
+
+        // Node fields and a new address family: all named, nothing applied.
+        let (n2, c2) = config(
+            "gossip_probe_period = 0.5\njoin = [\"192.0.2.2:7946\"]",
+            &format!("{V4}{V6}"),
+            &k1,
+        );
+        let err = check_reload((&n, &c), (&n2, &c2)).unwrap_err();
+        for part in [
+            "node.join",
+            "node.gossip_probe_period",
+            "on eth0 over IPv6",
+            "nothing applied",
+        ] {
+            assert!(err.contains(part), "{err}");
+        }
+
+        // A new key file: a new ring, no restart.
+        let (n3, c3) = config("", V4, &k2);
+        let ring = check_reload((&n, &c), (&n3, &c3))
+            .unwrap()
+            .expect("a new ring");
+        assert_ne!(
+            ring.primary_id(),
+            runtime::keyring(&n).unwrap().primary_id()
+        );
+
+        // A key file that cannot be used refuses the reload, naming it.
+        std::fs::write(&k2, "not a key").unwrap();
+        let err = check_reload((&n, &c), (&n3, &c3)).unwrap_err();
+        assert!(err.contains(&k2.display().to_string()), "{err}");
+        for k in [k1, k2] {
+            std::fs::remove_file(k).unwrap();
+        }
     }
 }

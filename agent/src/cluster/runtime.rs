@@ -38,6 +38,8 @@ pub(super) enum Command {
     Join(Vec<SocketAddr>, oneshot::Sender<()>),
     Status(oneshot::Sender<StatusReply>),
     Reload(Box<ClusterConfig>),
+    /// A new cluster key ring (key rotation).
+    SetKeys(KeyRing),
     /// Hand every group over to its heir (priority-0 adverts, hand-overs), leave the
     /// gossip.
     Shutdown(oneshot::Sender<()>),
@@ -112,7 +114,7 @@ fn swim_config(probe_period: Duration) -> foca::Config {
     swim
 }
 
-fn keyring(node: &NodeConfig) -> anyhow::Result<KeyRing> {
+pub(super) fn keyring(node: &NodeConfig) -> anyhow::Result<KeyRing> {
     let mut files = node.cluster_key_files.iter();
     let Some(primary) = files.next() else {
         bail!("node.cluster_key_files: at least one cluster key is needed to join a cluster");
@@ -141,7 +143,10 @@ fn ms(d: Duration) -> u64 {
 }
 
 /// The address families (true = IPv6) of the groups on each VIP interface.
-fn families(node: &NodeConfig, cluster: &ClusterConfig) -> BTreeMap<String, BTreeSet<bool>> {
+pub(super) fn families(
+    node: &NodeConfig,
+    cluster: &ClusterConfig,
+) -> BTreeMap<String, BTreeSet<bool>> {
     let mut families: BTreeMap<String, BTreeSet<bool>> = BTreeMap::new();
     for g in &cluster.vip_groups {
         let v6 = g.addresses.first().is_some_and(|a| a.addr.is_ipv6());
@@ -305,6 +310,11 @@ impl Runtime {
                         let _ = reply.send(self.status().await);
                     }
                     Some(Command::Reload(cluster)) => self.reload(*cluster).await,
+                    Some(Command::SetKeys(keys)) => {
+                        if self.membership.set_keys(keys).await.is_err() {
+                            warn!("keys: the membership task has stopped");
+                        }
+                    }
                     Some(Command::Shutdown(reply)) => {
                         self.shutdown().await;
                         let _ = reply.send(());
@@ -422,27 +432,11 @@ impl Runtime {
         }
     }
 
-    /// Applies a validated cluster config: groups gone from it (removed or renamed) are
+    /// Applies a cluster config `check_reload` accepted: groups gone from it (removed or renamed) are
     /// released from the addresses they were acquired with, held groups whose
     /// addresses changed get exactly the new ones, new groups start as routers of
     /// their own.
     async fn reload(&mut self, cluster: ClusterConfig) {
-        // Sockets are opened, and their sources published, at start only.
-        let unopened = families(&self.node, &cluster)
-            .into_iter()
-            .find(|(name, f)| {
-                !self
-                    .uplinks
-                    .get(name)
-                    .is_some_and(|u| f.is_subset(&u.families))
-            });
-        if let Some((name, _)) = unopened {
-            warn!(
-                interface = name,
-                "config reload: a new VIP interface or address family needs a restart; reload ignored"
-            );
-            return;
-        }
         info!("cluster config reloaded");
         let gone: Vec<String> = self
             .routers

@@ -26,8 +26,6 @@ pub struct Uplink {
     pub announcer: Arc<Announcer>,
     pub v4: Option<Arc<VrrpSocket>>,
     pub v6: Option<Arc<VrrpSocket>>,
-    /// The address families (true = IPv6) VRRP was asked for at start.
-    pub families: BTreeSet<bool>,
     tasks: Vec<JoinHandle<()>>,
 }
 
@@ -105,7 +103,6 @@ impl Uplink {
             announcer,
             v4,
             v6,
-            families: families.clone(),
             tasks,
         })
     }

@@ -28,7 +28,7 @@ use super::{
     events::{diff, LiveSet, MemberInfo, MemberState, MembershipEvent},
     heartbeat::{self, Heard, Heartbeats, Message},
     identity::NodeIdentity,
-    keyring::{OpenError, Sealer},
+    keyring::{KeyRing, OpenError, Sealer},
     replay::ReplayGuard,
     Claims,
 };
@@ -40,6 +40,8 @@ const RECV_BUF: usize = 64 * 1024;
 pub(super) enum Command {
     Join(Vec<SocketAddr>),
     SetDrain(bool, oneshot::Sender<()>),
+    /// Seal with, and accept, this ring from now on.
+    SetKeys(KeyRing),
     /// Publish readiness, the cluster config digest and the held groups (`claims`).
     SetClaims(Claims),
     /// Hand `group` to node `to_id` at `to`.
@@ -132,6 +134,13 @@ impl Driver {
                 Step::Command(Some(Command::SetDrain(drain, reply))) => {
                     self.set_drain(drain);
                     let _ = reply.send(());
+                }
+                Step::Command(Some(Command::SetKeys(keys))) => {
+                    info!(
+                        primary = format!("{:08x}", keys.primary_id()),
+                        "cluster key ring replaced"
+                    );
+                    self.keys.set_ring(keys);
                 }
                 Step::Command(Some(Command::SetClaims(claims))) => {
                     self.claims.set(&claims, Instant::now());

@@ -346,6 +346,12 @@ impl Sealer {
         datagram
     }
 
+    /// Seals with `keys` from now on; the counter goes on, so peers' replay windows
+    /// need no reset.
+    pub fn set_ring(&mut self, keys: KeyRing) {
+        self.keys = keys;
+    }
+
     /// Opens a received datagram with the ring: see [`KeyRing::open`].
     pub fn open(&self, datagram: &[u8]) -> Result<Opened, OpenError> {
         self.keys.open(datagram)

@@ -347,6 +347,14 @@ impl MembershipHandle {
         self.call(|reply| Command::SetDrain(drain, reply)).await
     }
 
+    /// Seal with, and accept, `keys` from now on (key rotation without restart).
+    pub async fn set_keys(&self, keys: KeyRing) -> Result<(), Stopped> {
+        self.commands
+            .send(Command::SetKeys(keys))
+            .await
+            .map_err(|_| Stopped)
+    }
+
     /// Publish what this node claims: readiness, cluster config digest, held groups
     /// (`GossipClaims`, to every live member now and every probe period).
     pub async fn set_claims(&self, claims: Claims) -> Result<(), Stopped> {
