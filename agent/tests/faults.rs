@@ -40,7 +40,7 @@ use nix::sched::CloneFlags;
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 use support::bridge_lab::Lab;
 use support::holders::{
-    analyse, ceil_ms, parse_addr_line, parse_garp_line, AddrEvent, Garp, Recorder,
+    analyse, ceil_ms, parse_addr_line, parse_garp_line, split_stamp, AddrEvent, Garp, Recorder,
 };
 use support::keepalived_lab as ka;
 use support::netns::{poll, require_program};
@@ -1481,6 +1481,11 @@ fn parses_monitor_and_tcpdump_lines() {
         parse_addr_line("3: eth0    link/ether 02:00:00:00:00:01"),
         None
     );
+    // `ip -ts` stamps: 2026-12-01T08:46:56.544517 UTC is 1796114816.544517 s.
+    let stamped = format!("[2026-12-01T08:46:56.544517] {add}");
+    assert_eq!(split_stamp(&stamped), (Some(1_796_114_816_544_517), add));
+    assert_eq!(split_stamp("[1970-01-01T00:00:01.5] x").0, Some(1_500_000));
+    assert_eq!(split_stamp(add), (None, add));
     let garp = "02:00:00:00:00:01 > ff:ff:ff:ff:ff:ff, ethertype ARP (0x0806), length 42: \
                 Request who-has 198.51.100.11 tell 198.51.100.11, length 28";
     let garp_target = "02:00:00:00:00:02 > ff:ff:ff:ff:ff:ff, ethertype ARP (0x0806), length 42: \

@@ -1,7 +1,7 @@
 //! Who holds each VIP, measured from the interfaces and the wire.
 //!
-//! A [`Recorder`] runs `ip -o monitor address` inside every director namespace (one
-//! reader thread each, every line stamped on arrival with a monotonic clock), takes an
+//! A [`Recorder`] runs `ip -ts -o monitor address` inside every director namespace (one
+//! reader thread each; every line carries the time ip read it from the kernel), takes an
 //! `ip -o addr show` snapshot so the starting state is known, and runs
 //! `tcpdump -l -n -e -t -i br0 arp` in the bridge namespace to see gratuitous ARPs
 //! (sender MAC, VIP). Polling `ip addr` every 50 ms would miss an overlap shorter
@@ -213,6 +213,44 @@ pub fn parse_addr_line(line: &str) -> Option<(bool, String, IpAddr)> {
     Some((added, iface, addr))
 }
 
+/// Microseconds since the Unix epoch, now.
+fn unix_micros_now() -> u64 {
+    let since = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("the clock is after 1970");
+    u64::try_from(since.as_micros()).expect("fits u64")
+}
+
+/// Splits `ip -ts` output's `[2026-12-01T08:46:56.544517] ` prefix (UTC, as the
+/// recorder runs ip with TZ=UTC) off a line: the stamp in microseconds since the Unix
+/// epoch, and the rest. Lines without a stamp come back whole.
+pub fn split_stamp(line: &str) -> (Option<u64>, &str) {
+    let parsed = line.strip_prefix('[').and_then(|rest| {
+        let (stamp, after) = rest.split_once("] ")?;
+        let (date, time) = stamp.split_once('T')?;
+        let mut ymd = date.split('-').map(|p| p.parse::<i64>().ok());
+        let (y, m, d) = (ymd.next()??, ymd.next()??, ymd.next()??);
+        let (hms, frac) = time.split_once('.')?;
+        let mut hms = hms.split(':').map(|p| p.parse::<u64>().ok());
+        let (h, min, sec) = (hms.next()??, hms.next()??, hms.next()??);
+        let micros: u64 = format!("{frac:0<6}").get(..6)?.parse().ok()?;
+        // Days from 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's
+        // days_from_civil).
+        let y = if m <= 2 { y - 1 } else { y };
+        let era = y.div_euclid(400);
+        let yoe = y - era * 400;
+        let doy = (153 * (m + if m > 2 { -3 } else { 9 }) + 2) / 5 + d - 1;
+        let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+        let days = u64::try_from(era * 146_097 + doe - 719_468).ok()?;
+        let secs = days * 86_400 + h * 3600 + min * 60 + sec;
+        Some((secs * 1_000_000 + micros, after))
+    });
+    match parsed {
+        Some((us, rest)) => (Some(us), rest),
+        None => (None, line),
+    }
+}
+
 /// A gratuitous ARP from `tcpdump -n -e -t` output: a request whose target is its
 /// sender (`SRC > ff:ff:ff:ff:ff:ff, ethertype ARP (0x0806), length 42: Request
 /// who-has V tell V, length 28`), or a reply announcing `V is-at MAC` to broadcast.
@@ -254,9 +292,14 @@ impl Recorder {
             threads: Vec::new(),
             log: Arc::new(Mutex::new(Recording::default())),
         };
+        let t0_unix = unix_micros_now();
         for (label, ns) in directors {
+            // `-ts`: ip stamps each message as it reads it from the kernel, so the
+            // reader thread's own scheduling delay (milliseconds on a loaded machine,
+            // enough to invert two namespaces' events) does not count.
             let mut child = Command::new("ip")
-                .args(["netns", "exec", ns, "ip", "-o", "monitor", "address"])
+                .env("TZ", "UTC")
+                .args(["netns", "exec", ns, "ip", "-ts", "-o", "monitor", "address"])
                 .stdin(Stdio::null())
                 .stdout(Stdio::piped())
                 .stderr(Stdio::null())
@@ -272,8 +315,12 @@ impl Recorder {
             );
             recorder.threads.push(std::thread::spawn(move || {
                 for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                    let at = t0.elapsed();
-                    let Some((added, on, addr)) = parse_addr_line(&line) else {
+                    let arrived = t0.elapsed();
+                    let (stamp, line) = split_stamp(&line);
+                    let at = stamp.map_or(arrived, |us| {
+                        Duration::from_micros(us.saturating_sub(t0_unix))
+                    });
+                    let Some((added, on, addr)) = parse_addr_line(line) else {
                         continue;
                     };
                     if on == iface {
