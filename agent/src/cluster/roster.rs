@@ -191,6 +191,10 @@ impl Roster {
         self.claimed(id).is_some_and(|c| c.claims.ready)
     }
 
+    pub fn live_count(&self) -> usize {
+        self.live.len()
+    }
+
     pub fn has_live_peers(&self) -> bool {
         !self.live.is_empty()
     }

@@ -339,6 +339,7 @@ impl Runtime {
         let timers_ms = [
             self.recheck_at_ms,
             (self.settle_at_ms > now_ms).then_some(self.settle_at_ms),
+            self.silences.next_expiry(self.presumption_cap_ms()),
         ]
         .into_iter()
         .flatten()
@@ -422,9 +423,12 @@ impl Runtime {
 
     async fn on_silence(&mut self, silent: &BTreeSet<String>) {
         let roster = &self.roster;
-        let presumed = self
-            .silences
-            .update(silent, &self.heartbeats.1, |p| roster.is_live(p));
+        let presumed = self.silences.update(
+            silent,
+            &self.heartbeats.1,
+            |p| roster.is_live(p),
+            self.now_ms(),
+        );
         for peer in presumed {
             warn!(%peer, "heartbeat silence: presuming the owner down, taking the groups this node is heir of");
             let names: Vec<String> = self.routers.keys().cloned().collect();
@@ -665,9 +669,20 @@ impl Runtime {
         }
     }
 
+    /// The longest a heartbeat-silence presumption lasts: SWIM's worst-case detection
+    /// time for this cluster (10 s for 3 nodes at the default 1 s probe period).
+    fn presumption_cap_ms(&self) -> u64 {
+        let swim = swim_config(self.node.gossip_probe_period);
+        let size = self.roster.live_count() + 1;
+        ms(membership::failure_detection_bound(&swim, size))
+    }
+
     /// Runs the election and gives every router its view.
     async fn reconcile(&mut self) {
         let now = self.now_ms();
+        for peer in self.silences.expire(now, self.presumption_cap_ms()) {
+            warn!(%peer, "heartbeat silence outlasted SWIM's detection bound with the peer still live: back in the election");
+        }
         let settling = now < self.settle_at_ms;
         let links_up = self.uplinks.values().all(|u| u.up);
         let ready = !settling && links_up && self.stand_back.is_none();

@@ -6,8 +6,9 @@
 //! master-down timer fires; SWIM stays the authority on membership.
 //!
 //! The presumption ends, for the rest of the silence episode (until the peer is heard
-//! again), when the peer shows it is alive (a VRRP advert) or SWIM settles its fate
-//! (down, or a new life). A live owner whose heartbeats were lost then holds its groups
+//! again), when the peer shows it is alive (a VRRP advert), SWIM settles its fate
+//! (down, or a new life), or at the latest after SWIM's failure-detection bound with the
+//! peer still live in SWIM (`expire`): then only its heartbeats fail to reach us. A live owner whose heartbeats were lost then holds its groups
 //! beside the heir for at most one advert interval: both see each other's adverts and
 //! keep the one the election ranks first (`decide::claim_winner`). At most one takeover
 //! per episode, so lossy heartbeats cannot make a group flap.
@@ -16,8 +17,10 @@ use std::collections::{BTreeMap, BTreeSet};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum State {
-    PresumedDown,
-    /// Alive or settled by SWIM while still silent: back in the election.
+    /// Since then (ms).
+    PresumedDown(u64),
+    /// Alive or settled by SWIM while still silent, or the presumption ran out: back in
+    /// the election.
     Refuted,
 }
 
@@ -36,6 +39,7 @@ impl Silences {
         silent: &BTreeSet<String>,
         watched: &BTreeSet<String>,
         is_live: impl Fn(&str) -> bool,
+        now_ms: u64,
     ) -> Vec<String> {
         self.peers.retain(|peer, _| silent.contains(peer));
         let fresh: Vec<String> = silent
@@ -44,7 +48,7 @@ impl Silences {
             .cloned()
             .collect();
         for peer in &fresh {
-            self.peers.insert(peer.clone(), State::PresumedDown);
+            self.peers.insert(peer.clone(), State::PresumedDown(now_ms));
         }
         fresh
     }
@@ -53,7 +57,7 @@ impl Silences {
     /// next silence episode. True when it was presumed down.
     pub fn refute(&mut self, peer: &str) -> bool {
         match self.peers.get_mut(peer) {
-            Some(state @ State::PresumedDown) => {
+            Some(state @ State::PresumedDown(_)) => {
                 *state = State::Refuted;
                 true
             }
@@ -61,15 +65,42 @@ impl Silences {
         }
     }
 
+    /// Ends the presumptions older than `cap`: SWIM has had the time to declare a dead
+    /// peer down (its detection bound), so a peer it still counts as live is alive,
+    /// only its heartbeats do not reach us. Returns the peers back in the election.
+    pub fn expire(&mut self, now_ms: u64, cap_ms: u64) -> Vec<String> {
+        let mut expired = Vec::new();
+        for (peer, state) in &mut self.peers {
+            if let State::PresumedDown(since) = *state {
+                if now_ms >= since.saturating_add(cap_ms) {
+                    *state = State::Refuted;
+                    expired.push(peer.clone());
+                }
+            }
+        }
+        expired
+    }
+
+    /// When the oldest presumption runs out, given `cap`.
+    pub fn next_expiry(&self, cap_ms: u64) -> Option<u64> {
+        self.peers
+            .values()
+            .filter_map(|s| match s {
+                State::PresumedDown(since) => Some(since.saturating_add(cap_ms)),
+                State::Refuted => None,
+            })
+            .min()
+    }
+
     pub fn is_presumed_down(&self, peer: &str) -> bool {
-        self.peers.get(peer) == Some(&State::PresumedDown)
+        matches!(self.peers.get(peer), Some(State::PresumedDown(_)))
     }
 
     /// Peers presumed down: keep listening to them, to hear them come back.
     pub fn presumed_down(&self) -> impl Iterator<Item = &String> {
         self.peers
             .iter()
-            .filter(|(_, s)| **s == State::PresumedDown)
+            .filter(|(_, s)| matches!(s, State::PresumedDown(_)))
             .map(|(peer, _)| peer)
     }
 }
@@ -87,10 +118,10 @@ mod tests {
     fn one_takeover_per_silence_episode() {
         let mut s = Silences::default();
         let watched = set(&["lb1", "lb2"]);
-        assert_eq!(s.update(&set(&["lb1"]), &watched, |_| true), ["lb1"]);
+        assert_eq!(s.update(&set(&["lb1"]), &watched, |_| true, 0), ["lb1"]);
         assert!(s.is_presumed_down("lb1"));
         assert_eq!(
-            s.update(&set(&["lb1"]), &watched, |_| true),
+            s.update(&set(&["lb1"]), &watched, |_| true, 0),
             Vec::<String>::new()
         );
 
@@ -99,21 +130,37 @@ mod tests {
         assert!(s.refute("lb1"));
         assert!(!s.refute("lb1"));
         assert!(!s.is_presumed_down("lb1"));
-        assert!(s.update(&set(&["lb1"]), &watched, |_| true).is_empty());
+        assert!(s.update(&set(&["lb1"]), &watched, |_| true, 0).is_empty());
 
         // Heard again, then silent again: a new episode.
-        assert!(s.update(&set(&[]), &watched, |_| true).is_empty());
-        assert_eq!(s.update(&set(&["lb1"]), &watched, |_| true), ["lb1"]);
+        assert!(s.update(&set(&[]), &watched, |_| true, 0).is_empty());
+        assert_eq!(s.update(&set(&["lb1"]), &watched, |_| true, 0), ["lb1"]);
+    }
+
+    #[test]
+    fn a_presumption_runs_out_after_the_cap() {
+        let mut s = Silences::default();
+        let watched = set(&["lb1"]);
+        assert_eq!(s.update(&set(&["lb1"]), &watched, |_| true, 1000), ["lb1"]);
+        assert_eq!(s.next_expiry(10_000), Some(11_000));
+        assert!(s.expire(10_999, 10_000).is_empty());
+        assert_eq!(s.expire(11_000, 10_000), ["lb1"]);
+        assert!(!s.is_presumed_down("lb1"));
+        assert_eq!(s.next_expiry(10_000), None);
+        // Still silent: not presumed down again in this episode.
+        assert!(s
+            .update(&set(&["lb1"]), &watched, |_| true, 12_000)
+            .is_empty());
     }
 
     #[test]
     fn only_watched_live_peers_are_presumed_down() {
         let mut s = Silences::default();
         assert!(s
-            .update(&set(&["lb3"]), &set(&["lb1"]), |_| true)
+            .update(&set(&["lb3"]), &set(&["lb1"]), |_| true, 0)
             .is_empty());
         assert!(s
-            .update(&set(&["lb1"]), &set(&["lb1"]), |p| p != "lb1")
+            .update(&set(&["lb1"]), &set(&["lb1"]), |p| p != "lb1", 0)
             .is_empty());
         assert_eq!(s.presumed_down().count(), 0);
     }
@@ -129,7 +176,7 @@ mod tests {
             let watched = set(&["lb1", "lb2", "lb3"]);
             let mut s = Silences::default();
             for (silent, refute, peer) in steps {
-                s.update(&silent, &watched, |p| p != "lb3");
+                s.update(&silent, &watched, |p| p != "lb3", 0);
                 if refute {
                     s.refute(&peer);
                 }
