@@ -8,7 +8,10 @@
 //!
 //! `faults: agent SCENARIO two_holders_ms=N no_holder_ms=N changes=N [more=..]`
 //!
-//! (the worst VIP's figures, milliseconds rounded up; changes summed over the VIPs).
+//! (the worst VIP's figures, milliseconds rounded up to a tenth; changes summed over
+//! the VIPs). "Never two holders" is asserted down to the recorder's ordering
+//! resolution across namespaces (`ORDER_RESOLUTION`, 1 ms); the figure printed is the
+//! measured overlap, whatever it is.
 //! `deploy/bench/faults` collects these lines and the keepalived ones into one table.
 //!
 //! The `keepalived_*` tests run Debian's keepalived through the same scenarios where
@@ -40,7 +43,8 @@ use nix::sched::CloneFlags;
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 use support::bridge_lab::Lab;
 use support::holders::{
-    analyse, ceil_ms, parse_addr_line, parse_garp_line, split_stamp, AddrEvent, Garp, Recorder,
+    analyse, fmt_ms, parse_addr_line, parse_garp_line, split_stamp, AddrEvent, Garp, Recorder,
+    ORDER_RESOLUTION,
 };
 use support::keepalived_lab as ka;
 use support::netns::{poll, require_program};
@@ -310,8 +314,8 @@ fn report(daemon: &str, scenario: &str, figures: &Figures, extra: &str) -> Strin
     let changes: usize = figures.iter().map(|(_, s)| s.changes).sum();
     let line = format!(
         "faults: {daemon} {scenario} two_holders_ms={} no_holder_ms={} changes={changes}{extra}",
-        ceil_ms(two),
-        ceil_ms(none)
+        fmt_ms(two),
+        fmt_ms(none)
     );
     eprintln!("{line}");
     for (vip, s) in figures {
@@ -568,7 +572,11 @@ fn cluster_part_differs_is_reported_and_never_gives_two_holders() {
         c.lab.status(2)
     );
     for (vip, s) in &figures {
-        assert_eq!(s.two_holders, Duration::ZERO, "{vip}: two holders\n{why}");
+        assert!(
+            s.two_holders < ORDER_RESOLUTION,
+            "{vip}: two holders for {:?}\n{why}",
+            s.two_holders
+        );
     }
     assert_eq!(
         seen.len(),
@@ -765,7 +773,11 @@ fn newcomers_take_nothing_from_a_keepalived_master() {
 
 fn assert_clean_moves(figures: &Figures, why: &str) {
     for (vip, s) in figures {
-        assert_eq!(s.two_holders, Duration::ZERO, "{vip}: two holders\n{why}");
+        assert!(
+            s.two_holders < ORDER_RESOLUTION,
+            "{vip}: two holders for {:?}\n{why}",
+            s.two_holders
+        );
         assert!(
             s.no_holder <= MOVE_GAP,
             "{vip}: no holder for {:?} > {MOVE_GAP:?}\n{why}",
@@ -1462,10 +1474,12 @@ fn analysis_counts_only_the_given_nodes_and_garps_in_the_window() {
 }
 
 #[test]
-fn figures_round_up_so_zero_means_none() {
-    assert_eq!(ceil_ms(Duration::from_micros(400)), 1);
-    assert_eq!(ceil_ms(Duration::ZERO), 0);
-    assert_eq!(ceil_ms(ms(3)), 3);
+fn figures_round_up_to_a_tenth_so_zero_means_none() {
+    assert_eq!(fmt_ms(Duration::from_micros(40)), "0.1");
+    assert_eq!(fmt_ms(Duration::from_micros(400)), "0.4");
+    assert_eq!(fmt_ms(Duration::ZERO), "0");
+    assert_eq!(fmt_ms(ms(3)), "3");
+    assert_eq!(fmt_ms(Duration::from_micros(12_050)), "12.1");
 }
 
 #[test]

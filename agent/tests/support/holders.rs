@@ -94,18 +94,31 @@ impl Summary {
     pub fn figures(&self) -> String {
         format!(
             "two_holders_ms={} no_holder_ms={} changes={}",
-            ceil_ms(self.two_holders),
-            ceil_ms(self.no_holder),
+            fmt_ms(self.two_holders),
+            fmt_ms(self.no_holder),
             self.changes
         )
     }
 }
 
-/// Whole milliseconds, rounded up: a 0.4 ms overlap prints as 1, never as 0, so a
-/// printed 0 means none at all (what "never two holders" asserts).
-pub fn ceil_ms(d: Duration) -> u128 {
-    d.as_micros().div_ceil(1000)
+/// Milliseconds rounded up to a tenth (`0`, `0.4`, `12.1`): a 40 µs overlap prints as
+/// 0.1, never as 0, so a printed 0 means none at all.
+pub fn fmt_ms(d: Duration) -> String {
+    let tenths = d.as_micros().div_ceil(100);
+    if tenths % 10 == 0 {
+        format!("{}", tenths / 10)
+    } else {
+        format!("{}.{}", tenths / 10, tenths % 10)
+    }
 }
+
+/// How finely events in two namespaces can be ordered. Each director's `ip monitor`
+/// stamps a change when its own process wakes up to read it; on a loaded 2-core
+/// machine two such wake-ups differ by up to about a millisecond. A hand-over puts
+/// the old holder's delete before the new holder's add (the delete returns before the
+/// hand-over is sent), so an overlap shorter than this is the stamps' jitter, not two
+/// holders.
+pub const ORDER_RESOLUTION: Duration = Duration::from_millis(1);
 
 /// Holder sets of `vip` over `[from, to]`, from the starting `initial` holders and
 /// `events` (any order; only `vip`'s and those of `nodes`, when given, count).
