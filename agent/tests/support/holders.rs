@@ -105,7 +105,7 @@ impl Summary {
 /// 0.1, never as 0, so a printed 0 means none at all.
 pub fn fmt_ms(d: Duration) -> String {
     let tenths = d.as_micros().div_ceil(100);
-    if tenths % 10 == 0 {
+    if tenths.is_multiple_of(10) {
         format!("{}", tenths / 10)
     } else {
         format!("{}.{}", tenths / 10, tenths % 10)
