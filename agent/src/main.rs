@@ -1,7 +1,9 @@
 //! `lvs-agent`: the lvs-mesh director agent.
 
 use clap::{ArgAction, Parser, Subcommand};
-use lvs_proto::v1::{control_reply::Reply, control_request::Request, JoinRequest, StatusRequest};
+use lvs_proto::v1::{
+    control_reply::Reply, control_request::Request, DrainRequest, JoinRequest, StatusRequest,
+};
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -45,6 +47,21 @@ enum Command {
         #[arg(required = true, value_name = "PEER")]
         peers: Vec<String>,
     },
+    /// Drain this node: the running agent hands every VIP group it holds to a ready
+    /// undrained node (make-before-break) and takes none, for as long as it runs.
+    /// Groups no other node can take stay here and are listed.
+    Drain {
+        /// The agent's control socket (`[node] control_socket`).
+        #[arg(long, value_name = "PATH", default_value = DEFAULT_SOCKET)]
+        socket: PathBuf,
+    },
+    /// Undrain this node: eligible for VIP groups again, as a node that just came up
+    /// (preempt_delay counts from now).
+    Undrain {
+        /// The agent's control socket (`[node] control_socket`).
+        #[arg(long, value_name = "PATH", default_value = DEFAULT_SOCKET)]
+        socket: PathBuf,
+    },
     /// Print the running agent's members and VIP group owners, one line each.
     Status {
         /// The agent's control socket (`[node] control_socket`).
@@ -71,6 +88,10 @@ fn main() -> ExitCode {
             sync_master,
         } => run(config, sync_master),
         Command::Join { socket, peers } => control(&socket, Request::Join(JoinRequest { peers })),
+        Command::Drain { socket } => control(&socket, Request::Drain(DrainRequest { drain: true })),
+        Command::Undrain { socket } => {
+            control(&socket, Request::Drain(DrainRequest { drain: false }))
+        }
         Command::Status { socket } => control(&socket, Request::Status(StatusRequest {})),
         Command::Keygen { output } => keygen(output.as_deref()),
     }
@@ -100,6 +121,14 @@ fn control(socket: &std::path::Path, request: Request) -> ExitCode {
     match answer {
         Ok(Reply::Join(join)) => {
             println!("contacted {}", join.contacted.join(" "));
+            ExitCode::SUCCESS
+        }
+        Ok(Reply::Drain(drain)) => {
+            if drain.held.is_empty() {
+                println!("holds no VIP group");
+            } else {
+                println!("holds {}", drain.held.join(" "));
+            }
             ExitCode::SUCCESS
         }
         Ok(Reply::Status(status)) => {

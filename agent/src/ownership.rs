@@ -4,7 +4,9 @@
 //! the clock; every node that sees the same view computes the same owners.
 //!
 //! Rules, per group:
-//! - only live, undrained members are eligible; no eligible member, no owner;
+//! - only live, undrained members are eligible, or, when every member is drained, all
+//!   of them with no preemption (draining the last node must neither take the VIPs off
+//!   the network nor move them around); no member, no owner;
 //! - candidates rank by priority (keepalived's MASTER gets the highest), then by
 //!   rendezvous weight of (group, node), so equal-priority groups spread evenly and a
 //!   joining or leaving node moves only about 1/N of them;
@@ -20,7 +22,7 @@ use std::time::Duration;
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Member {
     pub id: String,
-    /// A drained node keeps running but owns nothing.
+    /// A drained node keeps running but owns nothing while an undrained member exists.
     pub drained: bool,
     /// Since when (caller's clock, milliseconds) this member has been alive and undrained.
     pub eligible_since_ms: u64,
@@ -76,9 +78,10 @@ pub fn elect(
         entry.0 |= member.drained;
         entry.1 = entry.1.max(member.eligible_since_ms);
     }
+    let all_drained = seen.values().all(|(drained, _)| *drained);
     let eligible: BTreeMap<&str, u64> = seen
         .into_iter()
-        .filter(|(_, (drained, _))| !drained)
+        .filter(|(_, (drained, _))| all_drained || !drained)
         .map(|(id, (_, since))| (id, since))
         .collect();
 
@@ -90,7 +93,7 @@ pub fn elect(
                 .get(&group.name)
                 .map(String::as_str)
                 .filter(|owner| eligible.contains_key(owner));
-            let (elected, recheck) = elect_one(group, &eligible, owner, now_ms);
+            let (elected, recheck) = elect_one(group, &eligible, owner, !all_drained, now_ms);
             if let Some(at) = recheck {
                 recheck_at_ms = Some(recheck_at_ms.map_or(at, |t| t.min(at)));
             }
@@ -136,6 +139,7 @@ fn elect_one<'a>(
     group: &GroupSpec,
     eligible: &BTreeMap<&'a str, u64>,
     owner: Option<&'a str>,
+    may_preempt: bool,
     now_ms: u64,
 ) -> (Option<&'a str>, Option<u64>) {
     // Equal weights for different ids are astronomically unlikely, but even then the
@@ -150,7 +154,7 @@ fn elect_one<'a>(
     match (owner, best) {
         (_, None) => (None, None),
         (None, Some((best, _))) => (Some(best), None),
-        (Some(owner), Some((best, since))) if owner != *best && group.preempt => {
+        (Some(owner), Some((best, since))) if owner != *best && group.preempt && may_preempt => {
             let matures_at = since.saturating_add(millis(group.preempt_delay));
             if now_ms >= matures_at {
                 (Some(best), None)

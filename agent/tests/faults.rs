@@ -443,6 +443,33 @@ fn vrrp_blocked_keeps_one_holder() {
 }
 
 // ---------------------------------------------------------------------------
+// A VIP interface deleted and created again (a driver reload, a VM NIC hot-plug):
+// the agent opens the new one and takes its groups back cleanly.
+
+#[test]
+fn a_recreated_interface_is_followed() {
+    let mut c = Cluster::new("rc", 2, "", groups());
+    c.start_all();
+    let before = c.settle(&[1, 2], Some(2), "before removing lb1's eth0");
+    assert!(
+        before.values().any(|&h| h == 1),
+        "lb1 holds a share to give up: {before:?}"
+    );
+    let rec = c.recorder();
+    c.lab.remove_link(1);
+    c.settle(&[2], Some(1), "lb1's eth0 removed");
+    // A new MAC, so a new IPv6 link-local: the agent publishes its new VRRP sources.
+    let back = rec.now();
+    c.lab.recreate_link(1, "02:00:00:00:01:01");
+    let after = c.settle(&[1, 2], Some(2), "lb1's eth0 created again");
+    let figures = measure(&rec, &c.vips(), None, back, rec.now());
+    report("agent", "interface-recreated", &figures, "");
+    let why = context(&figures, &c.lab.logs());
+    assert_eq!(after, before, "lb1 took its groups back\n{why}");
+    assert_clean_moves(&figures, &why);
+}
+
+// ---------------------------------------------------------------------------
 // Full partition, then heal.
 
 #[test]
@@ -768,8 +795,7 @@ fn newcomers_take_nothing_from_a_keepalived_master() {
 }
 
 // ---------------------------------------------------------------------------
-// Planned moves: rolling restart, a node joining, SIGTERM of an owner. The issue also
-// lists a drain; lvs-agent has no drain command, so that move has no scenario here.
+// Planned moves: rolling restart, a node joining, a drain, SIGTERM of an owner.
 
 fn assert_clean_moves(figures: &Figures, why: &str) {
     for (vip, s) in figures {
@@ -860,6 +886,69 @@ fn a_joined_node_takes_its_share_cleanly() {
     let why = context(&figures, &c.lab.logs());
     assert_clean_moves(&figures, &why);
     assert!(took > 0, "lb3 took a share of the 6 groups\n{why}");
+}
+
+/// `lvs-agent drain` (true) or `undrain` on node `i`; its answer.
+fn drain(c: &Cluster, i: usize, drain: bool) -> String {
+    let socket = c.lab.socket(i);
+    let verb = if drain { "drain" } else { "undrain" };
+    let out = c
+        .lab
+        .agent_cli(&[verb, "--socket", socket.to_str().expect("utf-8")]);
+    assert!(
+        out.status.success(),
+        "lvs-agent {verb} on lb{i}: {out:?}\n{}",
+        c.lab.logs()
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn drain_and_undrain_move_cleanly_and_the_last_nodes_keep_serving() {
+    let mut c = Cluster::new("dr", 3, "", groups());
+    c.start_all();
+    let all = [1, 2, 3];
+    let layout = c.settle(&all, Some(3), "before the drain");
+    let owner = layout[&c.groups[0].vip()];
+    let rec = c.recorder();
+    let from = rec.now();
+
+    let answer = drain(&c, owner, true);
+    assert_eq!(answer.trim(), "holds no VIP group", "lb{owner} drained");
+    let after = c.settle(&all, Some(3), "after the drain");
+    assert!(
+        after.values().all(|&h| h != owner),
+        "the drained lb{owner} holds nothing: {after:?}"
+    );
+    let status = c.lab.status(owner);
+    assert!(
+        status.contains(&format!("member {} ", label(owner))) && status.contains(" drain"),
+        "status shows the drain:\n{status}"
+    );
+
+    // Every node drained: the VIPs stay where they are rather than leave the network.
+    let others: Vec<usize> = all.into_iter().filter(|&j| j != owner).collect();
+    drain(&c, others[0], true);
+    let on_last = c.settle(&all, Some(3), "one undrained node left");
+    assert!(on_last.values().all(|&h| h == others[1]), "{on_last:?}");
+    let answer = drain(&c, others[1], true);
+    assert!(
+        answer.starts_with("holds "),
+        "the last node keeps its groups: {answer}"
+    );
+    let kept = c.settle(&all, Some(3), "every node drained");
+    assert_eq!(
+        kept, on_last,
+        "nothing moves when no undrained node is left"
+    );
+
+    for i in all {
+        drain(&c, i, false);
+    }
+    c.settle(&all, Some(3), "after the undrain");
+    let figures = measure(&rec, &c.vips(), None, from, rec.now());
+    report("agent", "drain", &figures, "");
+    assert_clean_moves(&figures, &context(&figures, &c.lab.logs()));
 }
 
 #[test]

@@ -304,7 +304,8 @@ async fn garbage_datagrams_are_counted_and_ignored() {
     .await;
 
     // The node still gossips: a metadata change reaches it.
-    nodes[1].handle.set_drain(true).await.unwrap();
+    let moved: std::net::IpAddr = "fe80::9".parse().unwrap();
+    nodes[1].handle.set_vrrp_sources(vec![moved]).await.unwrap();
     let event = wait_event(&mut nodes[0].events, "MetaChanged", |e| {
         matches!(e, MembershipEvent::MetaChanged { .. })
     })
@@ -313,8 +314,8 @@ async fn garbage_datagrams_are_counted_and_ignored() {
         unreachable!()
     };
     assert_eq!(
-        (before.node_id.as_str(), before.drain, after.drain),
-        ("lb2", false, true)
+        (before.node_id.as_str(), after.vrrp_sources.as_slice()),
+        ("lb2", &[moved][..])
     );
 }
 

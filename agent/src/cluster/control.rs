@@ -7,8 +7,8 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context as _};
 use lvs_proto::v1::{
-    control_reply::Reply, control_request::Request, ControlReply, ControlRequest, JoinReply,
-    StatusReply,
+    control_reply::Reply, control_request::Request, ControlReply, ControlRequest, DrainReply,
+    DrainRequest, JoinReply, StatusReply,
 };
 use prost::Message as _;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
@@ -87,6 +87,12 @@ async fn answer(mut stream: UnixStream, cluster: &ClusterHandle) -> anyhow::Resu
                 })
             }
             Err(e) => Reply::Error(format!("join: {e:#}")),
+        },
+        Ok(ControlRequest {
+            request: Some(Request::Drain(DrainRequest { drain })),
+        }) => match cluster.drain(drain).await {
+            Ok(held) => Reply::Drain(DrainReply { held }),
+            Err(e) => Reply::Error(e.to_string()),
         },
         Ok(ControlRequest {
             request: Some(Request::Status(_)),

@@ -83,6 +83,11 @@ impl ClusterHandle {
         self.call(Command::Status).await
     }
 
+    /// Drains (true) or undrains this node; the groups it still holds afterwards.
+    pub async fn drain(&self, drain: bool) -> Result<Vec<String>, Stopped> {
+        self.call(|reply| Command::Drain(drain, reply)).await
+    }
+
     /// Applies a new cluster config (groups, priorities, timers) and elects again.
     pub async fn reload(&self, cluster: ClusterConfig) -> Result<(), Stopped> {
         self.commands

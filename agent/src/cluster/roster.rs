@@ -10,22 +10,21 @@ use crate::ownership::Member;
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Peer {
     pub addr: SocketAddr,
-    pub drain: bool,
     /// Its process life: claims of another life are not its own.
     pub incarnation: u64,
     /// Addresses its VRRP adverts come from (the gossip IP is one too).
     pub vrrp_sources: Vec<IpAddr>,
     /// When this node saw it come up (its clock, ms).
     pub up_ms: u64,
-    /// When this node saw it come up or last undrained (ms).
-    pub undrained_ms: u64,
 }
 
-/// A node's newest claims, and when this node saw that life become ready.
+/// A node's newest claims, when this node saw that life become ready, and when it saw
+/// it undrained (an undrained node is eligible from then on, like one just up).
 #[derive(Clone, Debug, PartialEq, Eq)]
 struct Claimed {
     claims: PeerClaims,
     ready_since_ms: Option<u64>,
+    undrained_ms: u64,
 }
 
 /// Live peers by node id, their claims, and the node id behind every address an agent
@@ -76,26 +75,28 @@ impl Roster {
                     return false;
                 };
                 p.vrrp_sources.clone_from(&after.vrrp_sources);
-                if p.drain == after.drain {
-                    return false;
-                }
-                p.drain = after.drain;
-                // Undrained now: eligible from now on, like a node that just came up.
-                p.undrained_ms = now_ms;
-                true
+                false
             }
             MembershipEvent::Claims(c) => {
-                let ready_since_ms = match self.claims.get(&c.node_id) {
-                    Some(old) if old.claims.incarnation == c.incarnation && c.ready => {
-                        old.ready_since_ms.or(Some(now_ms))
-                    }
+                let old = self
+                    .claims
+                    .get(&c.node_id)
+                    .filter(|old| old.claims.incarnation == c.incarnation);
+                let ready_since_ms = match old {
+                    Some(old) if c.ready => old.ready_since_ms.or(Some(now_ms)),
                     _ => c.ready.then_some(now_ms),
+                };
+                let undrained_ms = match old {
+                    Some(old) if old.claims.drain && !c.drain => now_ms,
+                    Some(old) => old.undrained_ms,
+                    None => 0,
                 };
                 self.claims.insert(
                     c.node_id.clone(),
                     Claimed {
                         claims: c.clone(),
                         ready_since_ms,
+                        undrained_ms,
                     },
                 );
                 true
@@ -119,6 +120,13 @@ impl Roster {
                 true
             }
             MembershipEvent::Conflict(_) | MembershipEvent::Handover { .. } => false,
+        }
+    }
+
+    /// This node sends VRRP from `sources` too (a re-created interface).
+    pub fn learn_own(&mut self, own_id: &str, sources: &[IpAddr]) {
+        for addr in sources {
+            self.agents.insert(*addr, own_id.to_owned());
         }
     }
 
@@ -147,26 +155,24 @@ impl Roster {
         }
     }
 
-    /// The election's members: this node, eligible since `own_since_ms` (`None`: not
-    /// ready), and the live peers that are ready (see `ready_since`).
+    /// The election's members: this node (`own`: `None` when not ready), and the live
+    /// peers that are ready (see `ready_since`).
     pub fn members(
         &self,
-        own_id: &str,
-        own_since_ms: Option<u64>,
+        own: Option<Member>,
         now_ms: u64,
         assume_ready_after_ms: u64,
     ) -> Vec<Member> {
-        let me = own_since_ms.map(|since| Member {
-            id: own_id.to_owned(),
-            drained: false,
-            eligible_since_ms: since,
-        });
+        let me = own;
         let peers = self.live.iter().filter_map(|(id, p)| {
             let ready = self.ready_since(id, p, now_ms, assume_ready_after_ms)?;
+            let claimed = self.claimed(id);
             Some(Member {
                 id: id.clone(),
-                drained: p.drain,
-                eligible_since_ms: ready.max(p.undrained_ms),
+                drained: claimed.is_some_and(|c| c.claims.drain),
+                eligible_since_ms: ready
+                    .max(p.up_ms)
+                    .max(claimed.map_or(0, |c| c.undrained_ms)),
             })
         });
         me.into_iter().chain(peers).collect()
@@ -189,6 +195,11 @@ impl Roster {
     /// Whether live peer `id` says it is ready.
     pub fn says_ready(&self, id: &str) -> bool {
         self.claimed(id).is_some_and(|c| c.claims.ready)
+    }
+
+    /// Whether live peer `id` says it is drained.
+    pub fn says_drained(&self, id: &str) -> bool {
+        self.claimed(id).is_some_and(|c| c.claims.drain)
     }
 
     pub fn live_count(&self) -> usize {
@@ -221,11 +232,9 @@ impl Roster {
 fn peer(m: &MemberInfo, now_ms: u64) -> Peer {
     Peer {
         addr: m.addr,
-        drain: m.drain,
         incarnation: m.incarnation,
         vrrp_sources: m.vrrp_sources.clone(),
         up_ms: now_ms,
-        undrained_ms: now_ms,
     }
 }
 
@@ -234,12 +243,11 @@ mod tests {
     use super::*;
     use crate::membership::MemberState;
 
-    fn info(id: &str, last: u8, drain: bool) -> MemberInfo {
+    fn info(id: &str, last: u8) -> MemberInfo {
         MemberInfo {
             node_id: id.into(),
             addr: SocketAddr::from(([192, 0, 2, last], 7946)),
             syncid: last,
-            drain,
             version: "0".into(),
             vrrp_sources: vec![link_local(last)],
             incarnation: 1,
@@ -255,7 +263,16 @@ mod tests {
             ready,
             config_digest: 1,
             held: held.iter().map(|s| s.to_string()).collect(),
+            drain: false,
         })
+    }
+
+    fn drained(id: &str, drain: bool) -> MembershipEvent {
+        let MembershipEvent::Claims(mut c) = claims(id, 1, true, &[]) else {
+            unreachable!()
+        };
+        c.drain = drain;
+        MembershipEvent::Claims(c)
     }
 
     fn link_local(last: u8) -> IpAddr {
@@ -269,19 +286,31 @@ mod tests {
     #[test]
     fn up_down_drain_and_restart() {
         let mut r = Roster::new("lb1", ["192.0.2.1".parse().unwrap()]);
-        assert!(r.apply(&MembershipEvent::MemberUp(info("lb2", 2, false)), 10));
+        assert!(r.apply(&MembershipEvent::MemberUp(info("lb2", 2)), 10));
         r.apply(&claims("lb2", 1, true, &[]), 10);
         assert_eq!(r.agent_at("192.0.2.2".parse().unwrap()), Some("lb2"));
-        assert!(r.apply(&changed(info("lb2", 2, false), info("lb2", 2, true)), 20));
-        let members = r.members("lb1", Some(5), 20, 1000);
+        let me = Member {
+            id: "lb1".into(),
+            drained: false,
+            eligible_since_ms: 5,
+        };
+        assert!(r.apply(&drained("lb2", true), 20));
+        let members = r.members(Some(me.clone()), 20, 1000);
         assert_eq!(members.len(), 2);
         assert!(members[1].drained);
+        // Undrained: eligible from then on, like a node just up.
+        assert!(r.apply(&drained("lb2", false), 25));
+        let members = r.members(Some(me), 30, 1000);
+        assert_eq!(
+            (members[1].drained, members[1].eligible_since_ms),
+            (false, 25)
+        );
 
         // Restarted at another address: the old life's down event comes late.
-        assert!(r.apply(&MembershipEvent::MemberUp(info("lb2", 3, false)), 30));
-        assert!(!r.apply(&MembershipEvent::MemberDown(info("lb2", 2, false)), 31));
+        assert!(r.apply(&MembershipEvent::MemberUp(info("lb2", 3)), 30));
+        assert!(!r.apply(&MembershipEvent::MemberDown(info("lb2", 2)), 31));
         assert_eq!(r.live()["lb2"].up_ms, 30);
-        assert!(r.apply(&MembershipEvent::MemberDown(info("lb2", 3, false)), 40));
+        assert!(r.apply(&MembershipEvent::MemberDown(info("lb2", 3)), 40));
         assert!(r.live().is_empty());
         // Down agents stay known as agents.
         assert_eq!(r.agent_at("192.0.2.2".parse().unwrap()), Some("lb2"));
@@ -290,25 +319,21 @@ mod tests {
     #[test]
     fn only_ready_peers_are_members_eligible_from_their_readiness() {
         let mut r = Roster::new("lb1", []);
-        r.apply(&MembershipEvent::MemberUp(info("lb2", 2, false)), 10);
-        assert_eq!(r.members("lb1", None, 400, 1000), []);
+        r.apply(&MembershipEvent::MemberUp(info("lb2", 2)), 10);
+        assert_eq!(r.members(None, 400, 1000), []);
         // Its claims never reached us: assumed ready after 1 s up.
-        let assumed = r.members("lb1", None, 1010, 1000);
+        let assumed = r.members(None, 1010, 1000);
         assert_eq!(assumed[0].eligible_since_ms, 1010);
 
         r.apply(&claims("lb2", 1, false, &[]), 100);
         assert!(!r.says_ready("lb2"));
-        assert_eq!(
-            r.members("lb1", None, 5000, 1000),
-            [],
-            "it says it is not ready"
-        );
+        assert_eq!(r.members(None, 5000, 1000), [], "it says it is not ready");
         assert!(r.apply(&claims("lb2", 1, true, &[]), 500));
-        let members = r.members("lb1", None, 600, 1000);
+        let members = r.members(None, 600, 1000);
         assert_eq!((members.len(), members[0].eligible_since_ms), (1, 500));
         // Newer claims of the same life keep the readiness time.
         r.apply(&claims("lb2", 1, true, &["g1"]), 700);
-        assert_eq!(r.members("lb1", None, 800, 1000)[0].eligible_since_ms, 500);
+        assert_eq!(r.members(None, 800, 1000)[0].eligible_since_ms, 500);
         let held: Vec<_> = r
             .live_claims()
             .map(|(id, c)| (id.clone(), c.held.clone()))
@@ -327,17 +352,18 @@ mod tests {
     #[test]
     fn a_snapshot_replaces_the_view_after_dropped_events() {
         let mut r = Roster::new("lb1", []);
-        r.apply(&MembershipEvent::MemberUp(info("lb2", 2, false)), 10);
-        r.apply(&MembershipEvent::MemberUp(info("lb3", 3, false)), 10);
+        r.apply(&MembershipEvent::MemberUp(info("lb2", 2)), 10);
+        r.apply(&MembershipEvent::MemberUp(info("lb3", 3)), 10);
         // lb3's MemberDown and lb4's MemberUp and claims were dropped.
         let snapshot = MembershipEvent::Resync {
-            members: vec![info("lb2", 2, false), info("lb4", 4, false)],
+            members: vec![info("lb2", 2), info("lb4", 4)],
             claims: vec![PeerClaims {
                 node_id: "lb4".into(),
                 incarnation: 1,
                 ready: true,
                 config_digest: 1,
                 held: vec!["g1".into()],
+                drain: false,
             }],
         };
         assert!(r.apply(&snapshot, 50));
@@ -352,9 +378,9 @@ mod tests {
     fn claims_may_come_before_the_member() {
         let mut r = Roster::new("lb1", []);
         r.apply(&claims("lb2", 1, true, &["g1"]), 5);
-        r.apply(&MembershipEvent::MemberUp(info("lb2", 2, false)), 10);
+        r.apply(&MembershipEvent::MemberUp(info("lb2", 2)), 10);
         assert!(r.says_ready("lb2"));
-        assert_eq!(r.members("lb1", None, 10, 1000)[0].eligible_since_ms, 10);
+        assert_eq!(r.members(None, 10, 1000)[0].eligible_since_ms, 10);
     }
 
     #[test]
@@ -368,13 +394,13 @@ mod tests {
             "unknown before gossip says so"
         );
 
-        r.apply(&MembershipEvent::MemberUp(info("lb2", 2, false)), 10);
+        r.apply(&MembershipEvent::MemberUp(info("lb2", 2)), 10);
         assert_eq!(r.agent_at(link_local(2)), Some("lb2"));
 
         // A new link-local (interface re-created) arrives as a metadata change.
-        let mut moved = info("lb2", 2, false);
+        let mut moved = info("lb2", 2);
         moved.vrrp_sources = vec![link_local(9)];
-        assert!(!r.apply(&changed(info("lb2", 2, false), moved), 20));
+        assert!(!r.apply(&changed(info("lb2", 2), moved), 20));
         assert_eq!(r.agent_at(link_local(9)), Some("lb2"));
         assert_eq!(r.live()["lb2"].up_ms, 10);
     }

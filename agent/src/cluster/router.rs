@@ -23,17 +23,19 @@
 //!   once and re-announces its addresses (gratuitous ARP / NA), as keepalived does. So
 //!   two holders cannot outlast one advert interval while adverts flow, even when gossip
 //!   between them is cut.
-//! - **The heard master ends** on its priority-0 advert (an agent's at once, a foreign
-//!   router's after the skew time), on a hand-over from it, on heartbeat silence
+//! - **The heard master ends** on its priority-0 advert after the skew time, on a
+//!   hand-over from it, on heartbeat silence
 //!   (`PresumedDown`: the fast crash path, 0.3 s by default; should the node be alive
 //!   with only gossip cut, its next advert settles the two masters by precedence), or
 //!   after Master_Down_Interval without adverts.
 //! - **Planned moves hand over.** A Master the election no longer names releases and
 //!   names its successor (`Effect::Release { to }`): the runtime removes the addresses,
-//!   then sends the successor a sealed hand-over and a priority-0 advert, on which the
-//!   successor claims at once. The election only names ready peers (settled, links
-//!   up), so the group is without holder only for one message's flight and one
-//!   address add.
+//!   then sends a priority-0 advert and the successor a sealed hand-over, on which the
+//!   successor claims at once (the others wait the skew time). The election only
+//!   names ready peers (settled, links up), so the group is without holder only for
+//!   one message's flight and one address add. A node handed a group its own election
+//!   no longer names (it learnt of a better node a moment before the holder did)
+//!   claims it all the same and hands it on at its next view.
 
 use std::net::IpAddr;
 use std::time::Duration;
@@ -286,6 +288,11 @@ impl Router {
             State::Backup => self.try_claim(view, now_ms),
             State::Master if !view.elected_me => {
                 self.state = State::Backup;
+                // The successor claims now; should this node's election name it again
+                // a moment later (views still converging), it must not claim beside
+                // the successor before hearing it: it waits as a starting Backup, and
+                // gets the group back by a hand-over.
+                self.wait_until_ms = now_ms.saturating_add(ms(settings.master_down()));
                 vec![Effect::Release {
                     to: view.successor.clone(),
                 }]
@@ -295,11 +302,17 @@ impl Router {
     }
 
     fn try_claim(&mut self, view: &View, now_ms: u64) -> Vec<Effect> {
+        let handed = self.handed;
         if !view.elected_me {
+            // Handed a group its election no longer names (views differ for a moment:
+            // a node undrained or up elsewhere): claim it all the same, and the next
+            // view hands it on. Dropping it would leave it without holder for the skew.
             self.handed = false;
-            return Vec::new();
+            if !handed {
+                return Vec::new();
+            }
         }
-        let waited = self.handed || (now_ms >= self.wait_until_ms && !view.settling);
+        let waited = handed || (now_ms >= self.wait_until_ms && !view.settling);
         if !waited || self.heard.is_some() {
             return Vec::new();
         }
@@ -340,10 +353,12 @@ impl Router {
             }
             // Only a Backup gets these two.
             Decision::TakeOverAfter(skew) => {
-                if node.is_some() && from_heard {
-                    // An agent resigns on a planned move: claim at once.
-                    follow(Duration::ZERO);
-                } else if from_heard {
+                // The master resigns. On an agent's planned move the successor it names
+                // claims at its hand-over; the others wait the skew, as RFC 5798 has
+                // it, and hear the successor's first advert before it runs out (their
+                // elections may still name themselves for a moment: a node undrained
+                // or up a moment ago is not yet in every view).
+                if from_heard {
                     follow(skew);
                 }
                 Vec::new()

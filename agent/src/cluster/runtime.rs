@@ -30,7 +30,7 @@ use crate::membership::{
     self, Claims, ClusterKey, Conflict, KeyRing, MembershipConfig, MembershipEvent,
     MembershipHandle,
 };
-use crate::ownership::{elect, heirs, GroupSpec};
+use crate::ownership::{elect, heirs, GroupSpec, Member};
 use crate::vip::addr::{AddrControl, LinkEvent};
 use crate::vip::announce::AnnounceSettings;
 use crate::vip::vrrp_socket::Received;
@@ -42,6 +42,9 @@ pub(super) enum Command {
     Reload(Box<ClusterConfig>),
     /// A new cluster key ring (key rotation).
     SetKeys(KeyRing),
+    /// Drain (true) or undrain this node; answers with the groups it still holds
+    /// after the moves (drained, it keeps those no undrained ready node can take).
+    Drain(bool, oneshot::Sender<Vec<String>>),
     /// Hand every group over to its heir (priority-0 adverts, hand-overs), leave the
     /// gossip.
     Shutdown(oneshot::Sender<()>),
@@ -57,6 +60,14 @@ struct Held {
 
 /// After a failed acquire, the election is retried this much later.
 const ACQUIRE_RETRY: Duration = Duration::from_secs(1);
+
+/// A removed VIP interface is looked for this often until it is back.
+const REOPEN_RETRY: Duration = Duration::from_millis(500);
+
+/// A re-created interface is opened once every family it carries has a VRRP source,
+/// or after this many tries with what it has (an IPv6 link-local appears only after
+/// duplicate address detection, about 1 s; a family without one is logged).
+const REOPEN_TRIES_FOR_SOURCES: u32 = 10;
 pub(super) struct Runtime {
     node: NodeConfig,
     cluster: ClusterConfig,
@@ -66,6 +77,10 @@ pub(super) struct Runtime {
     membership: MembershipHandle,
     addrs: AddrControl,
     uplinks: BTreeMap<String, Uplink>,
+    /// Uplink events go here; re-opened uplinks send to it too.
+    uplink_tx: mpsc::Sender<UplinkEvent>,
+    /// Removed VIP interfaces: when to look for each again (ms), and the tries so far.
+    reopen: BTreeMap<String, (u64, u32)>,
     roster: Roster,
     start: Instant,
     /// Until then (ms since start) nothing is claimed; see `View::settling`.
@@ -75,6 +90,10 @@ pub(super) struct Runtime {
     settle_ms: u64,
     /// Since when this node is ready (ms), `None` while not.
     ready_since_ms: Option<u64>,
+    /// Drained by the operator (`lvs-agent drain`), for this process life.
+    drained: bool,
+    /// When last undrained (ms): eligible from then on, like a node just up.
+    undrained_ms: u64,
     owners: BTreeMap<String, Option<String>>,
     recheck_at_ms: Option<u64>,
     routers: BTreeMap<String, Router>,
@@ -160,6 +179,16 @@ pub(super) fn families(
     families
 }
 
+/// The addresses this node sends VRRP from: every uplink's sockets' sources.
+fn vrrp_sources(uplinks: &BTreeMap<String, Uplink>) -> Vec<IpAddr> {
+    uplinks
+        .values()
+        .flat_map(|u| [&u.v4, &u.v6])
+        .flatten()
+        .map(|socket| socket.source())
+        .collect()
+}
+
 async fn open_uplinks(
     addrs: &AddrControl,
     node: &NodeConfig,
@@ -192,12 +221,7 @@ impl Runtime {
         let (uplink_tx, uplink_events) = mpsc::channel(256);
         // Before membership: the VRRP sources are published with it.
         let uplinks = open_uplinks(&addrs, &node, &cluster, &uplink_tx).await?;
-        let vrrp_sources: Vec<IpAddr> = uplinks
-            .values()
-            .flat_map(|u| [&u.v4, &u.v6])
-            .flatten()
-            .map(|socket| socket.source())
-            .collect();
+        let vrrp_sources = vrrp_sources(&uplinks);
         let mut mc = MembershipConfig::new(node.id.as_str(), node.gossip_addr(), keyring(&node)?);
         mc.syncid = node.syncid;
         mc.vrrp_sources = vrrp_sources.clone();
@@ -221,6 +245,8 @@ impl Runtime {
             settle_at_ms: settle_ms,
             settle_ms,
             ready_since_ms: None,
+            drained: false,
+            undrained_ms: 0,
             routers: cluster
                 .vip_groups
                 .iter()
@@ -231,6 +257,8 @@ impl Runtime {
             membership,
             addrs,
             uplinks,
+            uplink_tx,
+            reopen: BTreeMap::new(),
             start: Instant::now(),
             owners: BTreeMap::new(),
             recheck_at_ms: None,
@@ -317,6 +345,11 @@ impl Runtime {
                             warn!("keys: the membership task has stopped");
                         }
                     }
+                    Some(Command::Drain(drain, reply)) => {
+                        self.set_drain(drain);
+                        self.reconcile().await;
+                        let _ = reply.send(self.held.keys().cloned().collect());
+                    }
                     Some(Command::Shutdown(reply)) => {
                         self.shutdown().await;
                         let _ = reply.send(());
@@ -329,6 +362,7 @@ impl Runtime {
                 },
                 () = sleep_until(wake) => {}
             }
+            self.reopen_uplinks().await;
             self.reconcile().await;
             self.send_due_adverts().await;
         }
@@ -343,6 +377,7 @@ impl Runtime {
         ]
         .into_iter()
         .flatten()
+        .chain(self.reopen.values().map(|(at, _)| *at))
         .chain(self.routers.values().filter_map(|r| r.next_wake_ms(now_ms)))
         .map(|t| self.at(t));
         timers_ms
@@ -495,6 +530,14 @@ impl Runtime {
 
     fn on_link(&mut self, name: &str, event: LinkEvent) {
         let up = matches!(event, LinkEvent::State(s) if s.is_up());
+        if event == LinkEvent::Removed && !self.reopen.contains_key(name) {
+            warn!(
+                interface = name,
+                "interface removed: its groups are released until it is back"
+            );
+            let at = self.now_ms() + ms(REOPEN_RETRY);
+            self.reopen.insert(name.to_owned(), (at, 0));
+        }
         let Some(uplink) = self.uplinks.get_mut(name) else {
             return;
         };
@@ -514,6 +557,55 @@ impl Runtime {
             };
             let now = self.now_ms();
             self.settle_at_ms = self.settle_at_ms.max(now + settle);
+        }
+    }
+
+    /// Opens again the removed interfaces that are back (same name), and publishes the
+    /// VRRP sources they come with (a new link-local on a new MAC).
+    async fn reopen_uplinks(&mut self) {
+        let now = self.now_ms();
+        let due: Vec<String> = self
+            .reopen
+            .iter()
+            .filter(|(_, (at, _))| *at <= now)
+            .map(|(name, _)| name.clone())
+            .collect();
+        if due.is_empty() {
+            return;
+        }
+        let wanted = families(&self.node, &self.cluster);
+        for name in due {
+            let tries = self.reopen.get(&name).map_or(0, |(_, n)| n + 1);
+            self.reopen
+                .insert(name.clone(), (now + ms(REOPEN_RETRY), tries));
+            let Some(fams) = wanted.get(&name) else {
+                // No group uses it any more (reloaded meanwhile).
+                self.reopen.remove(&name);
+                continue;
+            };
+            let v4_source = (name == self.node.interface).then_some(self.node.address);
+            let Ok(mut uplink) =
+                Uplink::open(&self.addrs, &name, v4_source, fams, self.uplink_tx.clone()).await
+            else {
+                continue; // not back yet
+            };
+            let complete = fams.iter().all(|&v6| uplink.socket(v6).is_some());
+            if !complete && tries < REOPEN_TRIES_FOR_SOURCES {
+                continue; // its link-local is not there yet
+            }
+            info!(interface = %name, up = uplink.up, "interface back: opened again");
+            self.reopen.remove(&name);
+            // Down until its state is applied as a link event (settling as any link
+            // coming back).
+            uplink.up = false;
+            let state = uplink.link.state;
+            self.uplinks.insert(name.clone(), uplink);
+            self.on_link(&name, LinkEvent::State(state));
+            let sources = vrrp_sources(&self.uplinks);
+            self.roster.learn_own(self.node.id.as_str(), &sources);
+            if self.membership.set_vrrp_sources(sources).await.is_err() {
+                debug!("vrrp sources: the membership task has stopped");
+            }
         }
     }
 
@@ -669,6 +761,19 @@ impl Runtime {
         }
     }
 
+    fn set_drain(&mut self, drain: bool) {
+        if self.drained == drain {
+            return;
+        }
+        self.drained = drain;
+        if drain {
+            info!("drained: handing every group to a ready undrained node");
+        } else {
+            info!("undrained: eligible for groups again");
+            self.undrained_ms = self.now_ms();
+        }
+    }
+
     /// The longest a heartbeat-silence presumption lasts: SWIM's worst-case detection
     /// time for this cluster (10 s for 3 nodes at the default 1 s probe period).
     fn presumption_cap_ms(&self) -> u64 {
@@ -692,12 +797,12 @@ impl Runtime {
             _ => {}
         }
         self.note_differing();
-        let mut members = self.roster.members(
-            self.node.id.as_str(),
-            self.ready_since_ms,
-            now,
-            self.assume_ready_ms(),
-        );
+        let own = self.ready_since_ms.map(|since| Member {
+            id: self.node.id.to_string(),
+            drained: self.drained,
+            eligible_since_ms: since.max(self.undrained_ms),
+        });
+        let mut members = self.roster.members(own, now, self.assume_ready_ms());
         members.retain(|m| !self.silences.is_presumed_down(&m.id));
         let current = self.current_owners();
         // With a peer configured differently, nobody preempts: each side keeps what it
@@ -729,6 +834,10 @@ impl Runtime {
         self.owners = election.owners;
         self.recheck_at_ms = election.recheck_at_ms;
 
+        // Readiness and drain reach the peers before any hand-over this election
+        // causes (same channel, in order): a successor must not elect the node it is
+        // handed a group by.
+        self.publish_claims().await;
         let me = self.node.id.to_string();
         let names: Vec<String> = self.routers.keys().cloned().collect();
         for name in names {
@@ -804,6 +913,7 @@ impl Runtime {
     async fn publish_claims(&mut self) {
         let claims = Claims {
             ready: self.ready_since_ms.is_some(),
+            drain: self.drained,
             config_digest: self.digest,
             held: self.held.keys().cloned().collect(),
         };
@@ -859,12 +969,7 @@ impl Runtime {
         self.publish_claims().await;
         let others: Vec<_> = self
             .roster
-            .members(
-                self.node.id.as_str(),
-                None,
-                self.now_ms(),
-                self.assume_ready_ms(),
-            )
+            .members(None, self.now_ms(), self.assume_ready_ms())
             .into_iter()
             .filter(|m| !self.silences.is_presumed_down(&m.id))
             .collect();

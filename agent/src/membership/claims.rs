@@ -1,5 +1,5 @@
-//! This node's claims for the VIP group election (`GossipClaims`: ready, config digest,
-//! held groups) and the newest heard from each peer.
+//! This node's claims for the VIP group election (`GossipClaims`: ready, drain, config
+//! digest, held groups) and the newest heard from each peer.
 //!
 //! State-based replication on the heartbeat channel: a node sends its whole claims to
 //! every live member when they change and again every `interval` (the gossip probe
@@ -42,12 +42,18 @@ impl ClaimsState {
     /// Replaces this node's claims; when they changed, they are due at once.
     pub fn set(&mut self, claims: &Claims, now: Instant) {
         let own = &mut self.own;
-        if (own.ready, own.config_digest, &own.held)
-            == (claims.ready, claims.config_digest, &claims.held)
+        if (own.ready, own.drain, own.config_digest, &own.held)
+            == (
+                claims.ready,
+                claims.drain,
+                claims.config_digest,
+                &claims.held,
+            )
         {
             return;
         }
         own.ready = claims.ready;
+        own.drain = claims.drain;
         own.config_digest = claims.config_digest;
         own.held.clone_from(&claims.held);
         own.sequence += 1;
@@ -87,6 +93,7 @@ impl ClaimsState {
             ready: m.ready,
             config_digest: m.config_digest,
             held: m.held,
+            drain: m.drain,
         };
         match self.heard.get_mut(&claims.node_id) {
             Some((newest, _)) if stamp <= *newest => None,
@@ -118,6 +125,7 @@ mod tests {
             ready,
             config_digest: 7,
             held: held.iter().map(|s| s.to_string()).collect(),
+            drain: false,
         }
     }
 
@@ -181,6 +189,7 @@ mod tests {
                 ready: true,
                 config_digest: seq,
                 held: vec![],
+                drain: false,
             };
             let mut last = None;
             for seq in order.iter().copied() {

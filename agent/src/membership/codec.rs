@@ -72,7 +72,6 @@ fn identity_to_proto(id: &NodeIdentity) -> GossipIdentity {
         incarnation: id.incarnation,
         revision: id.revision,
         syncid: id.meta.syncid.into(),
-        drain: id.meta.drain,
         software_version: id.meta.version.clone(),
         vrrp_sources: id
             .meta
@@ -108,7 +107,6 @@ fn identity_from_proto(
         revision: id.revision,
         meta: NodeMeta {
             syncid: narrow(id.syncid, field)?,
-            drain: id.drain,
             version: id.software_version,
             vrrp_sources,
         },
@@ -378,7 +376,6 @@ mod tests {
             incarnation in any::<u64>(),
             revision in any::<u32>(),
             syncid in any::<u8>(),
-            drain in any::<bool>(),
             version in "\\PC{0,12}",
             v4_sources in proptest::collection::vec(any::<[u8; 4]>(), 0..3),
             v6_sources in proptest::collection::vec(any::<[u8; 16]>(), 0..3),
@@ -393,7 +390,7 @@ mod tests {
                 addr: SocketAddr::from((ip, port)),
                 incarnation,
                 revision,
-                meta: NodeMeta { syncid, drain, version, vrrp_sources },
+                meta: NodeMeta { syncid, version, vrrp_sources },
             };
             let back = identity_from_proto(Some(identity_to_proto(&id)), "test").unwrap();
             prop_assert_eq!(back, id);

@@ -5,7 +5,7 @@
 use std::{
     cmp::Reverse,
     collections::{binary_heap::PeekMut, BTreeSet, BinaryHeap},
-    net::SocketAddr,
+    net::{IpAddr, SocketAddr},
     sync::Arc,
     time::Duration,
 };
@@ -39,7 +39,7 @@ const RECV_BUF: usize = 64 * 1024;
 
 pub(super) enum Command {
     Join(Vec<SocketAddr>),
-    SetDrain(bool, oneshot::Sender<()>),
+    SetVrrpSources(Vec<IpAddr>, oneshot::Sender<()>),
     /// Seal with, and accept, this ring from now on.
     SetKeys(KeyRing),
     /// Publish readiness, the cluster config digest and the held groups (`claims`).
@@ -131,8 +131,8 @@ impl Driver {
                     break Some(reply);
                 }
                 Step::Command(Some(Command::Join(peers))) => self.join(peers),
-                Step::Command(Some(Command::SetDrain(drain, reply))) => {
-                    self.set_drain(drain);
+                Step::Command(Some(Command::SetVrrpSources(sources, reply))) => {
+                    self.set_vrrp_sources(sources);
                     let _ = reply.send(());
                 }
                 Step::Command(Some(Command::SetKeys(keys))) => {
@@ -200,15 +200,15 @@ impl Driver {
         std::iter::once(local).chain(others).collect()
     }
 
-    fn set_drain(&mut self, drain: bool) {
+    fn set_vrrp_sources(&mut self, sources: Vec<IpAddr>) {
         let current = self.foca.identity();
-        if current.meta.drain == drain {
+        if current.meta.vrrp_sources == sources {
             return;
         }
         let mut next = current.clone();
-        next.meta.drain = drain;
+        next.meta.vrrp_sources = sources;
         next.revision = next.revision.wrapping_add(1);
-        info!(drain, revision = next.revision, "publishing new metadata");
+        info!(vrrp_sources = ?next.meta.vrrp_sources, revision = next.revision, "publishing new metadata");
         if let Err(e) = self.foca.change_identity(next, &mut self.runtime) {
             warn!(error = %e, "changing gossip identity");
         }

@@ -34,7 +34,6 @@ pub struct MemberInfo {
     pub node_id: String,
     pub addr: SocketAddr,
     pub syncid: u8,
-    pub drain: bool,
     pub version: String,
     /// Addresses its VRRP adverts come from.
     pub vrrp_sources: Vec<IpAddr>,
@@ -50,7 +49,6 @@ impl MemberInfo {
             node_id: id.node_id.clone(),
             addr: id.addr,
             syncid: id.meta.syncid,
-            drain: id.meta.drain,
             version: id.meta.version.clone(),
             vrrp_sources: id.meta.vrrp_sources.clone(),
             incarnation: id.incarnation,
@@ -70,7 +68,7 @@ pub enum MembershipEvent {
     MemberUp(MemberInfo),
     /// A member left, was declared down, or was replaced by its next life.
     MemberDown(MemberInfo),
-    /// A live member changed its syncid, drain flag, version or VRRP sources.
+    /// A live member changed its syncid, version or VRRP sources.
     MetaChanged {
         before: MemberInfo,
         after: MemberInfo,
@@ -101,6 +99,8 @@ pub struct PeerClaims {
     pub config_digest: u64,
     /// The VIP groups it holds, sorted.
     pub held: Vec<String>,
+    /// Drained by the operator.
+    pub drain: bool,
 }
 
 /// foca's live (alive or suspect) members, keyed like foca keys them.
@@ -178,11 +178,11 @@ mod tests {
             [("down", "lb2"), ("up", "lb2")]
         );
 
-        let mut drained = b.clone();
-        drained.revision += 1;
-        drained.meta.drain = true;
+        let mut moved = b.clone();
+        moved.revision += 1;
+        moved.meta.vrrp_sources = vec!["fe80::9".parse().unwrap()];
         assert_eq!(
-            kinds(&diff(&set(&[&b]), &set(&[&drained]))),
+            kinds(&diff(&set(&[&b]), &set(&[&moved]))),
             [("meta", "lb2")]
         );
 

@@ -1,12 +1,12 @@
 //! Who a member is: the foca `Identity` of an lvs-agent director.
 //!
-//! Metadata (syncid, drain, software version, VRRP sources) lives inside the identity rather
+//! Metadata (syncid, software version, VRRP sources) lives inside the identity rather
 //! than in foca custom broadcasts: a member is then never known as up without
 //! its metadata (the ownership election needs the syncid the moment a node
 //! appears), late joiners get it from the ordinary membership feed, and foca's
 //! rename machinery (`win_addr_conflict`) gives a versioned last-writer-wins
 //! update for free. Changing metadata is `Foca::change_identity` with a bumped
-//! `revision`; it is rare (drain, upgrade), so the extra bytes per message are
+//! `revision`; it is rare (an upgrade, a re-created VIP interface), so the extra bytes per message are
 //! cheap on a LAN.
 
 use std::net::{IpAddr, SocketAddr};
@@ -16,8 +16,6 @@ use std::net::{IpAddr, SocketAddr};
 pub struct NodeMeta {
     /// IPVS sync daemon id this node masters (1..=255, 0 = none).
     pub syncid: u8,
-    /// The node asks to be drained: still a member, but owns no VIPs.
-    pub drain: bool,
     /// lvs-agent software version.
     pub version: String,
     /// Addresses this node sends VRRP adverts from (IPv4 source, IPv6 link-locals), so
@@ -54,7 +52,6 @@ impl NodeIdentity {
             revision: 0,
             meta: NodeMeta {
                 syncid: 0,
-                drain: false,
                 version: String::new(),
                 vrrp_sources: Vec::new(),
             },
@@ -99,7 +96,6 @@ pub(crate) fn test_identity(node_id: &str, port: u16, incarnation: u64) -> NodeI
         revision: 0,
         meta: NodeMeta {
             syncid: 1,
-            drain: false,
             version: "0.1.0".to_owned(),
             vrrp_sources: vec![
                 IpAddr::from([127, 0, 0, 1]),
@@ -131,7 +127,7 @@ mod tests {
     fn exactly_one_side_wins_a_tie() {
         let a = test_identity("lb1", 7946, 100);
         let mut b = a.clone();
-        b.meta.drain = true;
+        b.meta.syncid = 9;
         assert_ne!(a.win_addr_conflict(&b), b.win_addr_conflict(&a));
     }
 

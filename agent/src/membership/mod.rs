@@ -122,6 +122,8 @@ pub struct Claims {
     pub config_digest: u64,
     /// Held group names, sorted.
     pub held: Vec<String>,
+    /// Drained by the operator: given a group only when no undrained node can take it.
+    pub drain: bool,
 }
 
 /// Everything one membership instance needs.
@@ -140,7 +142,6 @@ pub struct MembershipConfig {
     pub incarnation: u64,
     /// IPVS syncid this node masters (0 = none); duplicates raise a conflict.
     pub syncid: u8,
-    pub drain: bool,
     pub version: String,
     /// Addresses this node sends VRRP adverts from, published so peers recognise them.
     pub vrrp_sources: Vec<IpAddr>,
@@ -172,7 +173,6 @@ impl MembershipConfig {
             advertise: None,
             incarnation: now_ms,
             syncid: 0,
-            drain: false,
             version: env!("CARGO_PKG_VERSION").to_owned(),
             vrrp_sources: Vec::new(),
             keys,
@@ -272,7 +272,6 @@ pub async fn start(
         revision: 0,
         meta: NodeMeta {
             syncid: cfg.syncid,
-            drain: cfg.drain,
             version: cfg.version,
             vrrp_sources: cfg.vrrp_sources,
         },
@@ -342,9 +341,11 @@ impl MembershipHandle {
             .map_err(|_| Stopped)
     }
 
-    /// Publish the drain flag (a new identity revision; peers see `MetaChanged`).
-    pub async fn set_drain(&self, drain: bool) -> Result<(), Stopped> {
-        self.call(|reply| Command::SetDrain(drain, reply)).await
+    /// Publish new VRRP source addresses (a VIP interface was re-created with a new
+    /// link-local): a new identity revision; peers see `MetaChanged`.
+    pub async fn set_vrrp_sources(&self, sources: Vec<IpAddr>) -> Result<(), Stopped> {
+        self.call(|reply| Command::SetVrrpSources(sources, reply))
+            .await
     }
 
     /// Seal with, and accept, `keys` from now on (key rotation without restart).

@@ -92,7 +92,7 @@ fn returning_master_preempts_only_after_its_delay() {
 }
 
 #[test]
-fn nopreempt_keeps_the_live_owner_and_drained_owners_lose_their_groups() {
+fn nopreempt_keeps_the_live_owner_and_drained_owners_lose_their_groups_to_undrained_ones() {
     let groups = [group("VI_2", &[("lb1", 90), ("lb2", 100)], false)];
     let current = BTreeMap::from([("VI_2".to_owned(), "lb1".to_owned())]);
     let mut members = vec![member("lb1", 0), member("lb2", 0)];
@@ -102,8 +102,27 @@ fn nopreempt_keeps_the_live_owner_and_drained_owners_lose_their_groups() {
     let moved = elect(&members, &groups, &current, SETTLED);
     assert_eq!(owner_of(&moved, "VI_2"), Some("lb2"));
     members[1].drained = true;
-    let nobody = elect(&members, &groups, &current, SETTLED);
-    assert_eq!(owner_of(&nobody, "VI_2"), None);
+    let last_resort = elect(&members, &groups, &current, SETTLED);
+    assert_eq!(
+        owner_of(&last_resort, "VI_2"),
+        Some("lb1"),
+        "every node drained: all are eligible, and the owner keeps it"
+    );
+    let preemptive = [group("VI_2", &[("lb1", 90), ("lb2", 100)], true)];
+    assert_eq!(
+        owner_of(&elect(&members, &preemptive, &current, SETTLED), "VI_2"),
+        Some("lb1"),
+        "and nobody preempts"
+    );
+    assert_eq!(
+        owner_of(&elect(&[], &groups, &current, SETTLED), "VI_2"),
+        None
+    );
+}
+
+/// Whether `m` is eligible: undrained, or every member is drained (ids are unique here).
+fn eligible(members: &[Member], m: &Member) -> bool {
+    !m.drained || members.iter().all(|m| m.drained)
 }
 
 #[test]
@@ -183,7 +202,7 @@ proptest! {
         let election = elect(&members, &groups, &current, now);
         let eligible: BTreeSet<&str> = members
             .iter()
-            .filter(|m| !m.drained)
+            .filter(|m| eligible(&members, m))
             .map(|m| m.id.as_str())
             .collect();
         prop_assert_eq!(election.owners.len(), groups.len());
@@ -214,7 +233,7 @@ proptest! {
             group.preempt = false;
         }
         let election = elect(&members, &groups, &current, now);
-        for member in members.iter().filter(|m| !m.drained) {
+        for member in members.iter().filter(|m| eligible(&members, m)) {
             for (group, owner) in &current {
                 if *owner == member.id {
                     prop_assert_eq!(owner_of(&election, group), Some(owner.as_str()));
@@ -231,13 +250,19 @@ proptest! {
         let election = elect(&members, &groups, &current, now);
         let live: BTreeMap<&str, &Member> = members
             .iter()
-            .filter(|m| !m.drained)
+            .filter(|m| eligible(&members, m))
             .map(|m| (m.id.as_str(), m))
             .collect();
-        for group in groups.iter().filter(|g| g.preempt) {
+        let all_drained = members.iter().all(|m| m.drained);
+        for group in &groups {
             let Some(owner) = current.get(&group.name).filter(|o| live.contains_key(o.as_str())) else {
                 continue;
             };
+            if !group.preempt || all_drained {
+                // No preemption: the owner keeps it.
+                prop_assert_eq!(owner_of(&election, &group.name), Some(owner.as_str()));
+                continue;
+            }
             let best = live
                 .keys()
                 .max_by_key(|n| (group.priority(n), rendezvous_weight(&group.name, n), std::cmp::Reverse(**n)))

@@ -328,7 +328,6 @@ fn identity(i: usize) -> NodeIdentity {
         revision: 0,
         meta: NodeMeta {
             syncid: u8::try_from(1 + i % 255).expect("below 256"),
-            drain: false,
             version: env!("CARGO_PKG_VERSION").to_owned(),
             vrrp_sources: Vec::new(),
         },

@@ -131,7 +131,7 @@ impl SimNode {
 pub(super) fn member(id: &NodeIdentity, since_ms: u64) -> ownership::Member {
     ownership::Member {
         id: id.node_id.clone(),
-        drained: id.meta.drain,
+        drained: false,
         eligible_since_ms: since_ms,
     }
 }

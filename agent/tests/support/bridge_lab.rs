@@ -55,10 +55,25 @@ impl Lab {
         self.nodes += 1;
         self.agents.push(None);
         let i = self.nodes;
+        add_ns(&self.ns(i));
+        self.wire(i, &format!("02:00:00:00:00:{i:02x}"));
+        i
+    }
+
+    /// Deletes node `i`'s eth0 (its bridge port goes with it).
+    pub fn remove_link(&self, i: usize) {
+        ip(&["-n", &self.ns(i), "link", "del", "eth0"]);
+    }
+
+    /// Creates node `i`'s eth0 again, with MAC `mac` (so a new IPv6 link-local), its
+    /// addresses, and up.
+    pub fn recreate_link(&self, i: usize, mac: &str) {
+        self.wire(i, mac);
+    }
+
+    fn wire(&self, i: usize, mac: &str) {
         let (ns, br) = (self.ns(i), self.bridge_ns());
-        let port = format!("p{i}");
-        add_ns(&ns);
-        plug(&ns, &format!("02:00:00:00:00:{i:02x}"), &br, &port);
+        plug(&ns, mac, &br, &format!("p{i}"));
         ip(&[
             "-n",
             &ns,
@@ -78,7 +93,6 @@ impl Lab {
             "eth0",
         ]);
         ip(&["-n", &ns, "link", "set", "eth0", "up"]);
-        i
     }
 
     /// Sets node `i`'s eth0 up or down.

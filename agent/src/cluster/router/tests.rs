@@ -227,15 +227,42 @@ fn a_hand_over_ends_the_wait_and_the_heard_master() {
 }
 
 #[test]
-fn an_agents_priority_zero_advert_clears_it_and_a_foreign_ones_waits_the_skew() {
+fn a_group_handed_over_is_claimed_even_when_the_election_names_another_and_then_passed_on() {
+    let s = settings(A, 100);
+    let mut r = Router::new();
+    r.step(Input::View(view(false)), &s, 0).unwrap();
+    r.step(Input::Handover { from: "lb2" }, &s, 10).unwrap();
+    assert_eq!(
+        r.step(Input::View(view(false)), &s, 11).unwrap(),
+        [Effect::Acquire],
+        "handed: claimed although lb3 is elected here"
+    );
+    let on = View {
+        successor: Some("lb3".into()),
+        ..view(false)
+    };
+    assert_eq!(
+        r.step(Input::View(on), &s, 12).unwrap(),
+        [Effect::Release {
+            to: Some("lb3".into())
+        }]
+    );
+    // The hand-over is used once.
+    assert_eq!(r.step(Input::View(view(false)), &s, 13).unwrap(), []);
+}
+
+#[test]
+fn a_priority_zero_advert_waits_the_skew_and_only_the_hand_over_ends_it_at_once() {
     let s = settings(A, 100);
     let (up, resign) = (advert(100), advert(0));
+    // lb2 resigns on a planned move: a backup it did not hand the group to waits the
+    // skew (another may be claiming it now), the one it handed it to claims at once.
     let mut r = script(
         &s,
         &[
             (0, Input::View(view(false)), &[], State::Backup),
             (
-                100,
+                3000,
                 Input::Advert {
                     src: B,
                     node: Some("lb2"),
@@ -256,7 +283,25 @@ fn an_agents_priority_zero_advert_clears_it_and_a_foreign_ones_waits_the_skew() 
             ),
         ],
     );
-    assert_eq!(r.heard(4000), None);
+    // (256 - 100) / 256 s of skew.
+    assert_eq!(r.heard(4000).map(|h| h.until_ms), Some(4000 + 609));
+    let mut handed = r.clone();
+    assert_eq!(r.step(Input::View(view(true)), &s, 4001).unwrap(), []);
+    handed
+        .step(Input::Handover { from: "lb2" }, &s, 4001)
+        .unwrap();
+    assert_eq!(handed.heard(4001), None);
+    assert_eq!(
+        handed.step(Input::View(view(true)), &s, 4001).unwrap(),
+        [Effect::Acquire]
+    );
+    assert_eq!(
+        r.step(Input::View(view(true)), &s, 4000 + 609).unwrap(),
+        [Effect::Acquire]
+    );
+
+    let mut r = Router::new();
+    r.step(Input::View(view(false)), &s, 0).unwrap();
     r.step(
         Input::Advert {
             src: KA,
@@ -277,7 +322,6 @@ fn an_agents_priority_zero_advert_clears_it_and_a_foreign_ones_waits_the_skew() 
         5100,
     )
     .unwrap();
-    // (256 - 100) / 256 s of skew.
     assert_eq!(r.heard(5100).map(|h| h.until_ms), Some(5100 + 609));
     assert_eq!(
         r.step(Input::View(view(true)), &s, 5100 + 609).unwrap(),
@@ -374,8 +418,12 @@ fn planned_moves_hand_over_to_the_successor_and_link_loss_releases() {
                 }],
                 State::Backup,
             ),
+            // Named again a moment later: it waits rather than claim beside the
+            // successor, and gets the group back by a hand-over.
+            (6000, Input::View(view(true)), &[], State::Backup),
+            (6100, Input::Handover { from: "lb2" }, &[], State::Backup),
             (
-                6000,
+                6100,
                 Input::View(view(true)),
                 &[Effect::Acquire],
                 State::Master,

@@ -10,21 +10,25 @@ impl Runtime {
             Ok(members) => members
                 .into_iter()
                 .map(|m| {
-                    let (ready, config_digest) = if m.local {
-                        (self.ready_since_ms.is_some(), self.digest)
+                    let (ready, drain, config_digest) = if m.local {
+                        (self.ready_since_ms.is_some(), self.drained, self.digest)
                     } else {
                         let digest = self
                             .roster
                             .live_claims()
                             .find(|(id, _)| **id == m.node_id)
                             .map_or(0, |(_, c)| c.config_digest);
-                        (self.roster.says_ready(&m.node_id), digest)
+                        (
+                            self.roster.says_ready(&m.node_id),
+                            self.roster.says_drained(&m.node_id),
+                            digest,
+                        )
                     };
                     MemberStatus {
                         live: m.is_live(),
                         node_id: m.node_id,
                         addr: m.addr.to_string(),
-                        drain: m.drain,
+                        drain,
                         local: m.local,
                         ready,
                         config_digest,
