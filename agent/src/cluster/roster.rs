@@ -66,6 +66,15 @@ impl Roster {
                 let same = self.live.get(&m.node_id).is_some_and(|p| p.addr == m.addr);
                 if same {
                     self.live.remove(&m.node_id);
+                    // Back up, that life is ready or holds groups only once it says so
+                    // again: what it claimed may have changed unheard (a link cut).
+                    if self
+                        .claims
+                        .get(&m.node_id)
+                        .is_some_and(|c| c.claims.incarnation == m.incarnation)
+                    {
+                        self.claims.remove(&m.node_id);
+                    }
                 }
                 same
             }
@@ -372,6 +381,21 @@ mod tests {
         assert_eq!(r.live()["lb2"].up_ms, 10, "kept as it was");
         assert!(r.says_ready("lb4"));
         assert_eq!(r.agent_at("192.0.2.4".parse().unwrap()), Some("lb4"));
+    }
+
+    #[test]
+    fn a_life_down_and_back_counts_as_ready_only_once_it_says_so_again() {
+        let mut r = Roster::new("lb1", []);
+        r.apply(&MembershipEvent::MemberUp(info("lb2", 2)), 10);
+        r.apply(&claims("lb2", 1, true, &["g1"]), 10);
+        assert!(r.says_ready("lb2"));
+        r.apply(&MembershipEvent::MemberDown(info("lb2", 2)), 20);
+        r.apply(&MembershipEvent::MemberUp(info("lb2", 2)), 30);
+        assert!(!r.says_ready("lb2"));
+        assert_eq!(r.live_claims().count(), 0, "its holdings are unknown too");
+        assert_eq!(r.members(None, 40, 1000), []);
+        r.apply(&claims("lb2", 1, true, &[]), 50);
+        assert_eq!(r.members(None, 60, 1000)[0].eligible_since_ms, 50);
     }
 
     #[test]

@@ -189,6 +189,18 @@ impl Router {
         self.heard.as_ref().filter(|h| h.until_ms > now_ms)
     }
 
+    /// The heard master at `src` turns out to be agent `node` (it joined the gossip
+    /// since): its hand-over ends the following.
+    pub fn identify(&mut self, src: IpAddr, node: &str) {
+        if let Some(h) = self
+            .heard
+            .as_mut()
+            .filter(|h| h.src == src && h.node.is_none())
+        {
+            h.node = Some(node.to_owned());
+        }
+    }
+
     /// Claim at the next view that names this node, without the start-up wait: the
     /// group's addresses were this node's a moment ago (a group renamed by a reload).
     pub fn hand_over(&mut self) {

@@ -453,7 +453,21 @@ impl Runtime {
                 return;
             }
         }
-        self.roster.apply(&event, now);
+        if self.roster.apply(&event, now) || matches!(event, MembershipEvent::MetaChanged { .. }) {
+            // A master heard before its node joined the gossip is an agent after all.
+            for router in self.routers.values_mut() {
+                let Some(src) = router
+                    .heard(now)
+                    .filter(|h| h.node.is_none())
+                    .map(|h| h.src)
+                else {
+                    continue;
+                };
+                if let Some(node) = self.roster.agent_at(src) {
+                    router.identify(src, node);
+                }
+            }
+        }
     }
 
     async fn on_silence(&mut self, silent: &BTreeSet<String>) {

@@ -83,6 +83,18 @@ impl ClaimsState {
         self.heard.values().map(|(_, c)| c.clone()).collect()
     }
 
+    /// `node_id`'s life `incarnation` went down: its next message is reported whatever
+    /// it says (what it claimed before may have changed unheard).
+    pub fn forget(&mut self, node_id: &str, incarnation: u64) {
+        if self
+            .heard
+            .get(node_id)
+            .is_some_and(|((inc, _), _)| *inc == incarnation)
+        {
+            self.heard.remove(node_id);
+        }
+    }
+
     /// A received message: the peer's claims when they are newer than any heard from
     /// that node and say something new.
     pub fn receive(&mut self, m: GossipClaims) -> Option<PeerClaims> {
@@ -172,7 +184,16 @@ mod tests {
             sequence: 0,
             ..m1
         };
-        assert_eq!(receiver.receive(reborn).map(|c| c.incarnation), Some(6));
+        assert_eq!(
+            receiver.receive(reborn.clone()).map(|c| c.incarnation),
+            Some(6)
+        );
+
+        // Down and back: the same message is news again.
+        receiver.forget("lb2", 5);
+        assert_eq!(receiver.receive(reborn.clone()), None, "another life");
+        receiver.forget("lb2", 6);
+        assert!(receiver.receive(reborn).is_some());
     }
 
     proptest! {

@@ -406,9 +406,12 @@ impl Driver {
             .collect();
         for event in diff(&self.live, &live) {
             info!(?event, "membership");
-            if matches!(event, MembershipEvent::MemberUp(_)) {
+            match &event {
                 // A new member hears this node's claims at once.
-                self.claims.send_soon(Instant::now());
+                MembershipEvent::MemberUp(_) => self.claims.send_soon(Instant::now()),
+                // Should it come back, its claims count only once heard again.
+                MembershipEvent::MemberDown(m) => self.claims.forget(&m.node_id, m.incarnation),
+                _ => {}
             }
             self.emit(event);
         }

@@ -252,6 +252,29 @@ fn a_group_handed_over_is_claimed_even_when_the_election_names_another_and_then_
 }
 
 #[test]
+fn a_master_heard_before_it_joined_hands_over_once_identified() {
+    let s = settings(A, 100);
+    let up = advert(100);
+    let mut r = Router::new();
+    r.step(Input::View(view(false)), &s, 0).unwrap();
+    let foreign = Input::Advert {
+        src: B,
+        node: None,
+        advert: &up,
+    };
+    r.step(foreign, &s, 100).unwrap();
+    r.step(Input::Handover { from: "lb2" }, &s, 200).unwrap();
+    assert!(r.heard(200).is_some(), "not known as lb2 yet");
+    r.identify(B, "lb2");
+    r.step(Input::Handover { from: "lb2" }, &s, 300).unwrap();
+    assert_eq!(r.heard(300), None);
+    assert_eq!(
+        r.step(Input::View(view(true)), &s, 300).unwrap(),
+        [Effect::Acquire]
+    );
+}
+
+#[test]
 fn a_priority_zero_advert_waits_the_skew_and_only_the_hand_over_ends_it_at_once() {
     let s = settings(A, 100);
     let (up, resign) = (advert(100), advert(0));
