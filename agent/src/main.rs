@@ -1,6 +1,6 @@
 //! `lvs-agent`: the lvs-mesh director agent.
 
-use clap::{ArgAction, Parser, Subcommand};
+use clap::{Parser, Subcommand};
 use lvs_proto::v1::{
     control_reply::Reply, control_request::Request, DrainRequest, JoinRequest, StatusRequest,
 };
@@ -32,11 +32,6 @@ enum Command {
         /// Config file; repeat for node and cluster parts (`-c node.toml -c cluster.toml`).
         #[arg(short = 'c', long = "config", required = true, value_name = "FILE")]
         config: Vec<PathBuf>,
-        /// Run the IPVS sync master whether or not this node holds a VIP group (by
-        /// default it runs while the node holds one).
-        #[arg(long, value_name = "BOOL", num_args = 0..=1, default_value_t = false,
-              default_missing_value = "true", action = ArgAction::Set)]
-        sync_master: bool,
     },
     /// Ask the running agent to contact more gossip peers, `host:port` (IPv6 as
     /// `[addr]:port`), to join it to a running cluster.
@@ -83,10 +78,7 @@ const DEFAULT_SOCKET: &str = "/run/lvs-agent.sock";
 fn main() -> ExitCode {
     match Cli::parse().command {
         Command::CheckConfig { files } => check_config(&files),
-        Command::Run {
-            config,
-            sync_master,
-        } => run(config, sync_master),
+        Command::Run { config } => run(config),
         Command::Join { socket, peers } => control(&socket, Request::Join(JoinRequest { peers })),
         Command::Drain { socket } => control(&socket, Request::Drain(DrainRequest { drain: true })),
         Command::Undrain { socket } => {
@@ -146,7 +138,7 @@ fn control(socket: &std::path::Path, request: Request) -> ExitCode {
     }
 }
 
-fn run(config_files: Vec<PathBuf>, sync_master: bool) -> ExitCode {
+fn run(config_files: Vec<PathBuf>) -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
         .with_writer(std::io::stderr)
@@ -159,13 +151,7 @@ fn run(config_files: Vec<PathBuf>, sync_master: bool) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    // Kept alive for the whole run: the loop watches it.
-    let (_owns_any_tx, owns_any) = tokio::sync::watch::channel(sync_master);
-    let options = lvs_agent::node::Options {
-        config_files,
-        owns_any,
-    };
-    match runtime.block_on(lvs_agent::node::run(options)) {
+    match runtime.block_on(lvs_agent::node::run(&config_files)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!("{e:#}");

@@ -1,9 +1,11 @@
 //! The agent's run loop (`lvs-agent run`): one task that reacts to the periodic
 //! drift check, SIGHUP (reload the config files), ownership changes and
-//! SIGTERM/SIGINT (exit). The cluster stage (membership, heartbeats, VIP ownership,
-//! VRRP; only when the cluster has VIP groups) starts first, runs as its own task and
-//! drives `owns_any`; the loop applies the IPVS stage (services, sync daemons,
-//! sysctls), hands reloads to the cluster task, and on exit releases its VIP groups.
+//! SIGTERM/SIGINT (exit). The IPVS stage (services, sync daemons, sysctls) makes its
+//! first pass before the cluster stage (membership, heartbeats, VIP ownership, VRRP;
+//! only when the cluster has VIP groups) starts, so a node forwards and listens for
+//! sync before it can be elected. The cluster stage runs as its own task and drives
+//! `owns_any` (the sync master runs while the node holds a group); the loop hands
+//! reloads to the cluster task, and on exit releases its VIP groups.
 //!
 //! A config change is applied against the kernel state the agent last read or
 //! wrote (no read: its writes alone); every `node.reconcile_interval` a drift
@@ -31,14 +33,6 @@ use crate::ipvs::plan::{Scope, VirtualService};
 use crate::ipvs::reconcile::Reconciler;
 use crate::ipvs::{desired, sync, sysctl, Error as IpvsError, IpvsClient};
 use crate::membership::KeyRing;
-
-/// What `lvs-agent run` was started with.
-pub struct Options {
-    /// Node and cluster parts (one file or several, merged).
-    pub config_files: Vec<PathBuf>,
-    /// Whether this node owns at least one VIP group (runs the sync master).
-    pub owns_any: watch::Receiver<bool>,
-}
 
 /// A loaded config with what the IPVS stage derives from it.
 struct Loaded {
@@ -111,20 +105,22 @@ const SHUTDOWN_BOUND: Duration = Duration::from_secs(5);
 
 /// Runs until SIGTERM or SIGINT. Fails at start on a bad config, or when services
 /// are configured and the kernel has no IPVS.
-pub async fn run(mut opts: Options) -> anyhow::Result<()> {
-    let mut config = Loaded::read(&opts.config_files).map_err(anyhow::Error::msg)?;
+pub async fn run(config_files: &[PathBuf]) -> anyhow::Result<()> {
+    let mut config = Loaded::read(config_files).map_err(anyhow::Error::msg)?;
     let mut ipvs = IpvsStage::start(&config).await?;
+    // Services and the backup sync daemon before the cluster: a node can be elected
+    // only once it forwards, and its sync catch-up counts from its cluster start.
+    ipvs.pass(&config, false, Pass::DriftCheck).await;
     let cluster = cluster::Stage::start(&config.node, &config.cluster).await?;
+    // Without VIP groups the node owns none: the sync master never runs.
+    let (_never_owns, mut owns_any) = watch::channel(false);
     if let Some(stage) = &cluster {
-        // `--sync-master` still forces the sync master; otherwise ownership decides.
-        if !*opts.owns_any.borrow() {
-            opts.owns_any = stage.handle.owns_any();
-        }
+        owns_any = stage.handle.owns_any();
     }
     let mut hup = signal(SignalKind::hangup()).context("SIGHUP handler")?;
     let mut term = signal(SignalKind::terminate()).context("SIGTERM handler")?;
     let mut int = signal(SignalKind::interrupt()).context("SIGINT handler")?;
-    let mut tick = config.tick(Instant::now());
+    let mut tick = config.tick(Instant::now() + config.node.reconcile_interval);
     info!(
         "running as {} in cluster {:?}: {} services, drift check every {:?}",
         config.node.id,
@@ -138,8 +134,8 @@ pub async fn run(mut opts: Options) -> anyhow::Result<()> {
             Some(event) => event,
             None => tokio::select! {
                 _ = tick.tick() => Event::Pass(Pass::DriftCheck),
-                Ok(()) = opts.owns_any.changed() => {
-                    let owns_any = *opts.owns_any.borrow_and_update();
+                Ok(()) = owns_any.changed() => {
+                    let owns_any = *owns_any.borrow_and_update();
                     info!("node owns a VIP group: {owns_any}");
                     ipvs.sync_daemons(&config, owns_any).await;
                     continue;
@@ -152,7 +148,7 @@ pub async fn run(mut opts: Options) -> anyhow::Result<()> {
         match event {
             Event::Stop => break,
             Event::Pass(pass) => {
-                let running = ipvs.pass(&config, *opts.owns_any.borrow(), pass);
+                let running = ipvs.pass(&config, *owns_any.borrow(), pass);
                 tokio::pin!(running);
                 next = tokio::select! {
                     () = &mut running => None,
@@ -168,7 +164,7 @@ pub async fn run(mut opts: Options) -> anyhow::Result<()> {
                     tick.reset();
                 }
             }
-            Event::Reload => match reload(&opts.config_files, &config, &mut ipvs).await {
+            Event::Reload => match reload(config_files, &config, &mut ipvs).await {
                 Ok((new, keys)) => {
                     info!("config reloaded: {} services", new.services.len());
                     if let Some(stage) = &cluster {

@@ -39,13 +39,13 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use lvs_agent::vrrp::{encode, Advert, Auth, Version, MCAST_V4};
-use nix::sched::CloneFlags;
-use socket2::{Domain, Protocol, SockAddr, Socket, Type};
-use support::bridge_lab::Lab;
-use support::holders::{
+use lvs_tests::holders::{
     analyse, fmt_ms, parse_addr_line, parse_garp_line, split_stamp, AddrEvent, Garp, Recorder,
     ORDER_RESOLUTION,
 };
+use nix::sched::CloneFlags;
+use socket2::{Domain, Protocol, SockAddr, Socket, Type};
+use support::bridge_lab::Lab;
 use support::keepalived_lab as ka;
 use support::netns::{poll, require_program};
 
@@ -285,7 +285,7 @@ impl Cluster {
 // Figures
 
 /// Per-VIP summaries of one scenario.
-type Figures = Vec<(IpAddr, support::holders::Summary)>;
+type Figures = Vec<(IpAddr, lvs_tests::holders::Summary)>;
 
 fn measure(
     rec: &Recorder,

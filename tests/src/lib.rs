@@ -4,10 +4,12 @@
 //! Host side: [`vm::Lab`] fetches the kernel, builds the initramfs and boots it.
 //! Guest side: the `lvs-lab-guest` binary runs the [`scenarios`] named on the kernel
 //! command line and sends one [`lvs_proto::v1::ScenarioReport`] per scenario back
-//! over the [`wire`]. [`topology`] and [`shell`] work in the VM and on the host alike.
+//! over the [`wire`]. [`topology`], [`shell`] and [`holders`] (who holds each VIP,
+//! from the interfaces and the wire) work in the VM and on the host alike.
 
 pub mod fetch;
 pub mod guest;
+pub mod holders;
 pub mod ipvs_bench;
 pub mod ipvs_rules;
 pub mod ipvsadm;

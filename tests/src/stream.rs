@@ -1,31 +1,49 @@
 //! Long-lived TCP connections for disruption tests: an echo server (run on the
 //! real servers) and a client that keeps N connections open and exchanges a
-//! message on every one of them each round, counting every failure.
+//! message on every one of them each round (RATE rounds a second), counting every
+//! failure and the longest exchange (a stall: retransmissions while a VIP moves).
 use anyhow::{bail, Context, Result};
 use socket2::{Domain, Socket, Type};
 use std::fmt;
 use std::io::{ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::str::FromStr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
 /// Bytes per message (each round, each connection).
 const MESSAGE: usize = 64;
-/// Pause between rounds.
-const ROUND_PAUSE: Duration = Duration::from_millis(100);
-/// A reply slower than this counts as a failure.
-const REPLY_TIMEOUT: Duration = Duration::from_secs(5);
+/// A reply slower than this counts as a failure. After a 3-4 s failover (a keepalived
+/// master's Master_Down_Interval) TCP's doubling retransmission timer sends again up
+/// to about 6 s after the loss began: a reply that slow is a stall (`max_stall_ms`),
+/// not a lost connection.
+const REPLY_TIMEOUT: Duration = Duration::from_secs(15);
 
-/// Echoes every connection to `listen` until killed.
+/// What the echo server answers a connection that starts with `GET `: a health
+/// check (keepalived's HTTP_GET, the agent's), not a stream client.
+const HEALTH_REPLY: &[u8] =
+    b"HTTP/1.0 200 OK\r\nContent-Length: 3\r\nConnection: close\r\n\r\nok\n";
+
+/// Echoes every connection to `listen` until killed; a connection whose first bytes
+/// are `GET ` gets [`HEALTH_REPLY`] and is closed.
 pub fn echo_server(listen: SocketAddr) -> Result<()> {
     let listener = TcpListener::bind(listen).with_context(|| format!("bind {listen}"))?;
     for conn in listener.incoming() {
         let Ok(mut conn) = conn else { continue };
         thread::spawn(move || {
             let mut buf = [0; 4096];
+            let mut first = true;
             while let Ok(n) = conn.read(&mut buf) {
-                if n == 0 || conn.write_all(&buf[..n]).is_err() {
+                if n == 0 {
+                    break;
+                }
+                if std::mem::take(&mut first) && buf[..n].starts_with(b"GET ") {
+                    let _ = conn.write_all(HEALTH_REPLY);
+                    break;
+                }
+                if conn.write_all(&buf[..n]).is_err() {
                     break;
                 }
             }
@@ -43,6 +61,8 @@ pub struct StreamSummary {
     pub resets: u64,
     /// Timeouts, short reads, wrong bytes, other errors.
     pub errors: u64,
+    /// The longest exchange, message out to echo back, in ms.
+    pub max_stall_ms: u64,
     pub first_error: Option<String>,
 }
 
@@ -50,8 +70,8 @@ impl fmt::Display for StreamSummary {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "conns={} exchanges={} resets={} errors={}",
-            self.conns, self.exchanges, self.resets, self.errors
+            "conns={} exchanges={} resets={} errors={} max_stall_ms={}",
+            self.conns, self.exchanges, self.resets, self.errors, self.max_stall_ms
         )?;
         if let Some(e) = &self.first_error {
             write!(f, " first_error={e}")?;
@@ -86,6 +106,7 @@ impl FromStr for StreamSummary {
                 "exchanges" => out.exchanges = n,
                 "resets" => out.resets = n,
                 "errors" => out.errors = n,
+                "max_stall_ms" => out.max_stall_ms = n,
                 _ => bail!("stream summary: unknown field {key}"),
             }
         }
@@ -94,15 +115,21 @@ impl FromStr for StreamSummary {
 }
 
 /// Opens `conns` connections to `target` from source ports `first_port..` (any
-/// ports when `first_port` is 0), then
-/// exchanges one message per connection per round for `duration`. A failed
+/// ports when `first_port` is 0), then exchanges one message per connection per
+/// round, `rate` rounds a second, for `duration` or until `stop` is set. A failed
 /// connection is counted once and not used again.
 pub fn stream_client(
     target: SocketAddr,
     conns: u16,
     duration: Duration,
     first_port: u16,
+    rate: u32,
+    stop: &AtomicBool,
 ) -> Result<StreamSummary> {
+    if rate == 0 {
+        bail!("stream-client: RATE must be at least 1 round a second");
+    }
+    let pause = Duration::from_secs(1) / rate;
     let mut streams = Vec::new();
     for i in 0..conns {
         let port = if first_port == 0 { 0 } else { first_port + i };
@@ -124,10 +151,15 @@ pub fn stream_client(
     };
     let end = Instant::now() + duration;
     let mut round = 0u64;
-    while Instant::now() < end {
+    while Instant::now() < end && !stop.load(Ordering::Relaxed) {
+        let started = Instant::now();
         for (i, slot) in streams.iter_mut().enumerate() {
             let Some(stream) = slot else { continue };
-            match exchange(stream, round, i) {
+            let sent = Instant::now();
+            let done = exchange(stream, round, i);
+            let took = u64::try_from(sent.elapsed().as_millis()).unwrap_or(u64::MAX);
+            summary.max_stall_ms = summary.max_stall_ms.max(took);
+            match done {
                 Ok(()) => summary.exchanges += 1,
                 Err(e) => {
                     if e.kind() == ErrorKind::ConnectionReset {
@@ -143,9 +175,22 @@ pub fn stream_client(
             }
         }
         round += 1;
-        thread::sleep(ROUND_PAUSE);
+        // One round per 1/rate s (a slow round is followed at once by the next).
+        thread::sleep(pause.saturating_sub(started.elapsed()));
     }
     Ok(summary)
+}
+
+/// A flag set when standard input ends: the lab closes a client's stdin to stop it.
+pub fn stop_on_stdin_eof() -> Arc<AtomicBool> {
+    let stop = Arc::new(AtomicBool::new(false));
+    let flag = Arc::clone(&stop);
+    thread::spawn(move || {
+        let mut sink = Vec::new();
+        let _ = std::io::stdin().read_to_end(&mut sink);
+        flag.store(true, Ordering::Relaxed);
+    });
+    stop
 }
 
 fn exchange(stream: &mut TcpStream, round: u64, conn: usize) -> std::io::Result<()> {
@@ -174,6 +219,7 @@ mod tests {
             exchanges: 1234,
             resets: 1,
             errors: 2,
+            max_stall_ms: 480,
             first_error: Some("conn 3 round 7: Connection reset by peer".into()),
         };
         assert_eq!(format!("noise\n{s}").parse::<StreamSummary>().unwrap(), s);
@@ -196,10 +242,19 @@ mod tests {
         while TcpStream::connect(target).is_err() && Instant::now() < deadline {
             thread::sleep(Duration::from_millis(20));
         }
-        let s = stream_client(target, 3, Duration::from_millis(300), 0).unwrap_or_else(|e| {
-            panic!("{e:#}");
-        });
+        let stop = AtomicBool::new(false);
+        let s = stream_client(target, 3, Duration::from_millis(300), 0, 10, &stop)
+            .unwrap_or_else(|e| panic!("{e:#}"));
         assert_eq!((s.conns, s.resets, s.errors), (3, 0, 0), "{s}");
         assert!(s.exchanges >= 3, "{s}");
+
+        let mut check = TcpStream::connect(target).unwrap();
+        check.write_all(b"GET / HTTP/1.0\r\n\r\n").unwrap();
+        let mut reply = Vec::new();
+        check.read_to_end(&mut reply).unwrap();
+        assert_eq!(
+            reply, HEALTH_REPLY,
+            "a health check gets a page, not its echo"
+        );
     }
 }

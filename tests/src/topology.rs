@@ -181,16 +181,58 @@ impl Topology {
         ))?;
         sh.run(&format!("ip -n {sw} link set br0 up"))?;
         for (node, addr) in self.spec.nodes() {
-            let ns = self.add_namespace(sh, &node)?;
-            sh.run(&format!(
-                "ip -n {sw} link add {node} type veth peer name eth0 netns {ns}"
-            ))?;
-            sh.run(&format!("ip -n {sw} link set {node} master br0 up"))?;
-            sh.run(&format!("ip -n {ns} link set lo up"))?;
-            let len = self.spec.lan_prefix_len;
-            sh.run(&format!("ip -n {ns} addr add {addr}/{len} dev eth0"))?;
-            sh.run(&format!("ip -n {ns} link set eth0 up"))?;
+            self.add_namespace(sh, &node)?;
+            self.plug(sh, &node, addr)?;
         }
+        Ok(())
+    }
+
+    /// `node`'s eth0 on the bridge with its LAN address, up.
+    fn plug(&self, sh: &mut Shell, node: &str, addr: Ipv4Addr) -> Result<()> {
+        let (sw, ns) = (self.ns(SWITCH), self.ns(node));
+        sh.run(&format!(
+            "ip -n {sw} link add {node} type veth peer name eth0 netns {ns}"
+        ))?;
+        sh.run(&format!("ip -n {sw} link set {node} master br0 up"))?;
+        sh.run(&format!("ip -n {ns} link set lo up"))?;
+        let len = self.spec.lan_prefix_len;
+        sh.run(&format!("ip -n {ns} addr add {addr}/{len} dev eth0"))?;
+        sh.run(&format!("ip -n {ns} link set eth0 up"))?;
+        Ok(())
+    }
+
+    /// Director `node` (`lb1`, ...) crashes: its link goes down on the bridge side
+    /// first (nothing reaches it from then on, as after a power cut), then every
+    /// process in its namespace is killed (SIGKILL) and the namespace deleted, taking
+    /// its addresses, IPVS table and sync daemons with it, as a reboot does. (Deleted
+    /// with the link up, the namespace would answer with resets while IPVS is torn
+    /// down before its addresses.)
+    pub fn crash(&self, sh: &mut Shell, node: &str) -> Result<()> {
+        let ns = self.ns(node);
+        sh.run(&format!("ip -n {} link set {node} down", self.ns(SWITCH)))?;
+        let pids = sh.run(&format!("ip netns pids {ns}"))?;
+        for pid in pids.split_whitespace() {
+            // A process may be gone already.
+            let _ = sh.run(&format!("kill -9 {pid}"));
+        }
+        sh.run(&format!("ip netns del {ns}"))?;
+        Ok(())
+    }
+
+    /// Director `node` boots again after [`Topology::crash`]: a fresh namespace
+    /// plugged into the bridge, forwarding on; nothing else runs in it yet.
+    pub fn boot(&self, sh: &mut Shell, node: &str) -> Result<()> {
+        let addr = self
+            .spec
+            .nodes()
+            .into_iter()
+            .find(|(name, _)| name == node)
+            .map(|(_, addr)| addr)
+            .with_context(|| format!("no node {node} in the topology"))?;
+        let ns = self.ns(node);
+        sh.run(&format!("ip netns add {ns}"))?;
+        self.plug(sh, node, addr)?;
+        sh.run_in(&ns, "sysctl -qw net.ipv4.ip_forward=1")?;
         Ok(())
     }
 

@@ -30,10 +30,10 @@
 //!   after Master_Down_Interval without adverts.
 //! - **Planned moves hand over.** A Master the election no longer names releases and
 //!   names its successor (`Effect::Release { to }`): the runtime removes the addresses,
-//!   then sends a priority-0 advert and the successor a sealed hand-over, on which the
-//!   successor claims at once (the others wait the skew time). The election only
-//!   names ready peers (settled, links up), so the group is without holder only for
-//!   one message's flight and one address add. A node handed a group its own election
+//!   then sends the successor a sealed hand-over and the others a priority-0 advert;
+//!   the successor claims at once (the others wait the skew time). The election only
+//!   names ready peers (settled, links up, caught up on sync), so the group is without
+//!   holder only for one message's flight and one address add. A node handed a group its own election
 //!   no longer names (it learnt of a better node a moment before the holder did)
 //!   claims it all the same and hands it on at its next view.
 
@@ -137,8 +137,8 @@ pub enum Input<'a> {
 pub enum Effect {
     /// Add the addresses, start announcing them, advertise now.
     Acquire,
-    /// Remove the addresses, stop announcing, send a priority-0 advert; then hand the
-    /// group to `to`, if any.
+    /// Remove the addresses, stop announcing, hand the group to `to` (if any), send a
+    /// priority-0 advert.
     Release { to: Option<String> },
     /// Advertise now (a backup's master resigned, or a lower master must hear us).
     AdvertiseNow,

@@ -88,6 +88,9 @@ pub(super) struct Runtime {
     /// How long to settle with no peer heard (0 without join peers): at start, and
     /// when the uplink comes back with every peer lost behind it.
     settle_ms: u64,
+    /// Not ready before then (ms): the backup sync daemon listens for the holders'
+    /// re-sent connections (`[sync] catch_up` after start and after the link returns).
+    catch_up_at_ms: u64,
     /// Since when this node is ready (ms), `None` while not.
     ready_since_ms: Option<u64>,
     /// Drained by the operator (`lvs-agent drain`), for this process life.
@@ -157,6 +160,15 @@ pub(super) async fn resolve(peers: &[String]) -> anyhow::Result<Vec<SocketAddr>>
         out.extend(found.take(1));
     }
     Ok(out)
+}
+
+/// The sync catch-up in ms: none without services (no connections to learn).
+fn catch_up_ms(cluster: &ClusterConfig) -> u64 {
+    if cluster.services.is_empty() {
+        0
+    } else {
+        ms(cluster.sync.catch_up())
+    }
 }
 
 fn ms(d: Duration) -> u64 {
@@ -244,6 +256,7 @@ impl Runtime {
             digest: decide::config_digest(&cluster),
             settle_at_ms: settle_ms,
             settle_ms,
+            catch_up_at_ms: catch_up_ms(&cluster),
             ready_since_ms: None,
             drained: false,
             undrained_ms: 0,
@@ -373,6 +386,7 @@ impl Runtime {
         let timers_ms = [
             self.recheck_at_ms,
             (self.settle_at_ms > now_ms).then_some(self.settle_at_ms),
+            (self.catch_up_at_ms > now_ms).then_some(self.catch_up_at_ms),
             self.silences.next_expiry(self.presumption_cap_ms()),
         ]
         .into_iter()
@@ -406,6 +420,12 @@ impl Runtime {
                     // Its claim on the group is over, whatever its next claims say.
                     self.roster.void_claim(from, group);
                     self.step(group, Input::Handover { from }).await;
+                    // Claimed at once: the group has no holder until then. The
+                    // election that follows hands it on should it name another node.
+                    let settling = now < self.settle_at_ms;
+                    if let Some(view) = self.view(group, settling) {
+                        self.step(group, Input::View(view)).await;
+                    }
                 } else {
                     warn!(%from, %group, "handed a group this node does not know (config differs?)");
                 }
@@ -571,6 +591,8 @@ impl Runtime {
             };
             let now = self.now_ms();
             self.settle_at_ms = self.settle_at_ms.max(now + settle);
+            // Sync messages sent while the link was down never arrived.
+            self.catch_up_at_ms = self.catch_up_at_ms.max(now + catch_up_ms(&self.cluster));
         }
     }
 
@@ -804,7 +826,8 @@ impl Runtime {
         }
         let settling = now < self.settle_at_ms;
         let links_up = self.uplinks.values().all(|u| u.up);
-        let ready = !settling && links_up && self.stand_back.is_none();
+        let ready =
+            !settling && now >= self.catch_up_at_ms && links_up && self.stand_back.is_none();
         match (ready, self.ready_since_ms) {
             (true, None) => self.ready_since_ms = Some(now),
             (false, Some(_)) => self.ready_since_ms = None,
@@ -852,27 +875,11 @@ impl Runtime {
         // causes (same channel, in order): a successor must not elect the node it is
         // handed a group by.
         self.publish_claims().await;
-        let me = self.node.id.to_string();
         let names: Vec<String> = self.routers.keys().cloned().collect();
         for name in names {
-            let Some(group) = self.group(&name) else {
-                continue;
-            };
-            let owner = self.owners.get(&name).cloned().flatten();
-            let link_up = self
-                .uplinks
-                .get(group.interface_or(&self.node.interface))
-                .is_some_and(|u| u.up);
-            let successor = owner
-                .clone()
-                .filter(|o| *o != me && self.roster.gossip_addr(o).is_some());
-            let view = View {
-                elected_me: owner.as_deref() == Some(me.as_str()) && self.stand_back.is_none(),
-                link_up,
-                settling,
-                successor,
-            };
-            self.step(&name, Input::View(view)).await;
+            if let Some(view) = self.view(&name, settling) {
+                self.step(&name, Input::View(view)).await;
+            }
         }
         self.update_heartbeats(&settled, &heirs).await;
         self.publish_claims().await;
@@ -880,6 +887,26 @@ impl Runtime {
             let now_owns = !self.held.is_empty();
             std::mem::replace(owns, now_owns) != now_owns
         });
+    }
+
+    /// Group `name`'s view from the last election and the links.
+    fn view(&self, name: &str, settling: bool) -> Option<View> {
+        let group = self.group(name)?;
+        let me = self.node.id.as_str();
+        let owner = self.owners.get(name).cloned().flatten();
+        let link_up = self
+            .uplinks
+            .get(group.interface_or(&self.node.interface))
+            .is_some_and(|u| u.up);
+        let successor = owner
+            .clone()
+            .filter(|o| *o != me && self.roster.gossip_addr(o).is_some());
+        Some(View {
+            elected_me: owner.as_deref() == Some(me) && self.stand_back.is_none(),
+            link_up,
+            settling,
+            successor,
+        })
     }
 
     /// A peer up this long counts as ready even if its published flag has not reached

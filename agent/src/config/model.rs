@@ -139,7 +139,9 @@ impl ClusterConfig {
 }
 
 /// `[sync]`: IPVS connection synchronisation and the conn-table sysctls that matter for
-/// fail-over. Defaults are the kernel's.
+/// fail-over. Defaults are the kernel's except `sync_threshold` and
+/// `sync_refresh_period`, which make the holder re-send every active connection every
+/// 2 s, so a node that comes back learns the connections opened while it was away.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SyncConfig {
@@ -165,8 +167,12 @@ pub struct SyncConfig {
     #[serde(default = "default_sync_threshold")]
     pub sync_threshold: [u32; 2],
     /// `net.ipv4.vs.sync_refresh_period`; 0 = off.
-    #[serde(default = "de::secs::<0>", deserialize_with = "de::seconds")]
+    #[serde(default = "de::secs::<2>", deserialize_with = "de::seconds")]
     pub sync_refresh_period: Duration,
+    /// How long a node (re)joining waits, its backup daemon running, before it takes
+    /// VIP groups; unset = [`SyncConfig::catch_up`]'s derivation.
+    #[serde(default, deserialize_with = "de::opt_seconds")]
+    pub catch_up: Option<Duration>,
     #[serde(default)]
     pub sync_persist_mode: bool,
     #[serde(default)]
@@ -185,8 +191,9 @@ fn default_mcast_port() -> u16 {
     8848
 }
 
+/// Period 0: re-sent by time (`sync_refresh_period`), not every 50th packet.
 fn default_sync_threshold() -> [u32; 2] {
-    [3, 50]
+    [3, 0]
 }
 
 impl Default for SyncConfig {
@@ -198,12 +205,35 @@ impl Default for SyncConfig {
             maxlen: None,
             sync_version: 1,
             sync_threshold: default_sync_threshold(),
-            sync_refresh_period: Duration::ZERO,
+            sync_refresh_period: Duration::from_secs(2),
+            catch_up: None,
             sync_persist_mode: false,
             expire_nodest_conn: false,
             expire_quiescent_template: false,
             conntrack: false,
         }
+    }
+}
+
+impl SyncConfig {
+    /// Slack over `sync_refresh_period` in the derived catch-up: 1 s until the next
+    /// packet of a connection that sends at least once a second (the kernel re-sends
+    /// on a packet), and 3 s for the master to send a part-filled message
+    /// (IPVS_SYNC_FLUSH_TIME, 2 s, checked every IPVS_SYNC_CHECK_PERIOD, 1 s).
+    const CATCH_UP_SLACK: Duration = Duration::from_secs(4);
+
+    /// How long a node whose backup daemon (re)starts listening waits before it is
+    /// ready to take VIP groups: `catch_up` if set; else, when the kernel re-sends by
+    /// time (period 0, refresh on), the refresh period plus 4 s; else zero (a
+    /// re-send every Nth packet has no time bound to wait for).
+    pub fn catch_up(&self) -> Duration {
+        let [_, period] = self.sync_threshold;
+        self.catch_up
+            .unwrap_or(if period == 0 && !self.sync_refresh_period.is_zero() {
+                self.sync_refresh_period + Self::CATCH_UP_SLACK
+            } else {
+                Duration::ZERO
+            })
     }
 }
 

@@ -10,6 +10,9 @@ use std::fmt::Display;
 use std::net::IpAddr;
 use std::time::Duration;
 
+/// A fail-back waiting longer than an hour is a typo, not a choice.
+const MAX_CATCH_UP: Duration = Duration::from_secs(3600);
+
 /// All semantic errors of a parsed config; empty when it is valid.
 pub(super) fn validate(config: &Config) -> Vec<ConfigError> {
     let mut r = Report::default();
@@ -160,6 +163,12 @@ fn check_sync(r: &mut Report, sync: &SyncConfig) {
     }
     if !whole_seconds(sync.sync_refresh_period) {
         r.err("sync.sync_refresh_period", "must be whole seconds");
+    }
+    if sync.catch_up.is_some_and(|c| c > MAX_CATCH_UP) {
+        r.err(
+            "sync.catch_up",
+            format!("at most {} seconds", MAX_CATCH_UP.as_secs()),
+        );
     }
 }
 
@@ -582,6 +591,27 @@ mod tests {
             Ok(_) => vec![],
             Err(e) => e.iter().map(ToString::to_string).collect(),
         }
+    }
+
+    #[test]
+    fn catch_up_follows_the_refresh_period_unless_set() {
+        let sync = |extra: &str| match parse(&format!("[cluster]\nname = \"t\"\n[sync]\n{extra}")) {
+            Ok(c) => c.cluster.expect("cluster").sync.catch_up(),
+            Err(e) => panic!("{e:?}"),
+        };
+        assert_eq!(sync(""), Duration::from_secs(6), "2 s refresh + 4 s");
+        assert_eq!(sync("sync_refresh_period = 10"), Duration::from_secs(14));
+        assert_eq!(sync("catch_up = 0.5"), Duration::from_millis(500));
+        assert_eq!(
+            sync("sync_threshold = [3, 50]"),
+            Duration::ZERO,
+            "re-sent every 50th packet: no time bound"
+        );
+        assert_eq!(sync("sync_refresh_period = 0"), Duration::ZERO);
+        assert_eq!(
+            errors("[cluster]\nname = \"t\"\n[sync]\ncatch_up = 7200\n"),
+            ["sync.catch_up: at most 3600 seconds"]
+        );
     }
 
     #[test]

@@ -65,12 +65,12 @@ mod tests {
     use std::time::Duration;
 
     #[test]
-    fn defaults_are_the_kernels() {
+    fn defaults_are_the_kernels_but_refresh_by_time() {
         let got = settings(&SyncConfig::default());
         let want = [
             ("sync_version", "1"),
-            ("sync_threshold", "3 50"),
-            ("sync_refresh_period", "0"),
+            ("sync_threshold", "3 0"),
+            ("sync_refresh_period", "2"),
             ("sync_persist_mode", "0"),
             ("expire_nodest_conn", "0"),
             ("expire_quiescent_template", "0"),
@@ -115,7 +115,11 @@ mod tests {
         assert!(errors[0].contains("conntrack"));
         let read = |n: &str| std::fs::read_to_string(dir.join(n)).unwrap();
         assert_eq!(read("sync_persist_mode"), "1\n");
-        assert_eq!(read("sync_threshold"), "3\t50\n");
+        assert_eq!(
+            read("sync_threshold"),
+            "3\t0\n",
+            "unchanged, as the kernel wrote it"
+        );
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

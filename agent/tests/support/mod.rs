@@ -3,6 +3,5 @@
 #![allow(dead_code)]
 
 pub mod bridge_lab;
-pub mod holders;
 pub mod keepalived_lab;
 pub mod netns;

@@ -4,8 +4,9 @@
 //! - `fetch ADDR:PORT N FIRST_SOURCE_PORT`: N fresh-connection HTTP fetches from
 //!   source ports FIRST_SOURCE_PORT.., prints a summary;
 //! - `echo-server LISTEN_ADDR:PORT`: echoes every TCP connection until killed;
-//! - `stream-client ADDR:PORT CONNS SECONDS FIRST_SOURCE_PORT`: keeps CONNS
-//!   connections exchanging messages for SECONDS, prints a summary;
+//! - `stream-client ADDR:PORT CONNS SECONDS FIRST_SOURCE_PORT RATE`: keeps CONNS
+//!   connections exchanging RATE messages a second each for SECONDS or until its
+//!   stdin ends, prints a summary;
 //! - `ipvs-bench SERVICES DESTS`: the IPVS benchmark (see `lvs_tests::ipvs_bench`).
 use anyhow::{bail, Context, Result};
 use lvs_tests::fetch::fetch_many;
@@ -49,12 +50,14 @@ fn real_main() -> Result<()> {
             Ok(())
         }
         ["echo-server", listen] => stream::echo_server(parse(listen, "LISTEN_ADDR:PORT")?),
-        ["stream-client", addr, conns, secs, first_port] => {
+        ["stream-client", addr, conns, secs, first_port, rate] => {
             let summary = stream::stream_client(
                 parse(addr, "ADDR:PORT")?,
                 parse(conns, "CONNS")?,
                 Duration::from_secs(parse(secs, "SECONDS")?),
                 parse(first_port, "FIRST_SOURCE_PORT")?,
+                parse(rate, "RATE")?,
+                &stream::stop_on_stdin_eof(),
             )?;
             println!("{summary}");
             Ok(())
@@ -72,7 +75,7 @@ fn real_main() -> Result<()> {
         }
         _ => bail!(
             "usage: lvs-lab-guest run | shell | fetch ADDR:PORT COUNT FIRST_SOURCE_PORT\n\
-             | echo-server LISTEN_ADDR:PORT | stream-client ADDR:PORT CONNS SECONDS FIRST_SOURCE_PORT\n\
+             | echo-server LISTEN_ADDR:PORT | stream-client ADDR:PORT CONNS SECONDS FIRST_SOURCE_PORT RATE\n\
              | ipvs-bench SERVICES DESTS"
         ),
     }

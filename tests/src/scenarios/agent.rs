@@ -5,6 +5,7 @@ use anyhow::{bail, Context, Result};
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::thread::sleep;
 use std::time::{Duration, Instant};
 
@@ -25,7 +26,10 @@ impl Agent {
     pub fn start(ctx: &mut Ctx, ns: Option<&str>, config: &Path, extra: &[&str]) -> Result<Agent> {
         let bin = ctx.guest_tool().with_file_name("lvs-agent");
         let label = ns.unwrap_or("root").to_string();
-        let log = std::env::temp_dir().join(format!("lvs-agent-{label}.log"));
+        // One file per start: a restarted agent's log does not overwrite the first's.
+        static STARTS: AtomicUsize = AtomicUsize::new(0);
+        let start = STARTS.fetch_add(1, Ordering::Relaxed);
+        let log = std::env::temp_dir().join(format!("lvs-agent-{label}-{start}.log"));
         let out = File::create(&log).with_context(|| format!("create {}", log.display()))?;
         let mut argv: Vec<String> = Vec::new();
         if let Some(ns) = ns {
@@ -150,24 +154,58 @@ pub fn wait_until(timeout: Duration, mut cond: impl FnMut() -> Result<bool>) -> 
     }
 }
 
+/// An `lvs-lab-guest stream-client` run (see [`crate::stream`]): `conns` connections
+/// to `target` from source ports `first_port..`, `rate` rounds a second, for `secs`
+/// or until [`Background::stop`]ped.
+pub struct Stream<'a> {
+    pub target: &'a str,
+    pub conns: u16,
+    pub secs: u64,
+    pub first_port: u16,
+    pub rate: u32,
+}
+
 /// Processes a scenario started in namespaces (servers, clients); killed on drop.
 #[derive(Debug, Default)]
 pub struct Background(Vec<Child>);
 
 impl Background {
-    /// Starts `argv` in `ns` with stdout piped (for [`Background::finish`]) and
-    /// stderr to the console.
+    /// Starts `argv` in `ns` with stdin and stdout piped (for [`Background::stop`]
+    /// and [`Background::finish`]) and stderr to the console.
     pub fn spawn(&mut self, ctx: &mut Ctx, ns: &str, argv: &[&str]) -> Result<usize> {
         ctx.sh.note(format!("[{ns}]# {} &", argv.join(" ")));
         let child = Command::new("ip")
             .args(["netns", "exec", ns])
             .args(argv)
-            .stdin(Stdio::null())
+            .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .spawn()
             .with_context(|| format!("start {} in {ns}", argv.join(" ")))?;
         self.0.push(child);
         Ok(self.0.len() - 1)
+    }
+
+    /// Starts `stream` in namespace `ns`; returns its index.
+    pub fn stream(&mut self, ctx: &mut Ctx, ns: &str, stream: &Stream<'_>) -> Result<usize> {
+        let tool = ctx.guest_tool().to_string_lossy().into_owned();
+        let args = [
+            stream.conns.to_string(),
+            stream.secs.to_string(),
+            stream.first_port.to_string(),
+            stream.rate.to_string(),
+        ];
+        let mut argv = vec![tool.as_str(), "stream-client", stream.target];
+        argv.extend(args.iter().map(String::as_str));
+        self.spawn(ctx, ns, &argv)
+    }
+
+    /// Closes the stdin of process `index` (a stream client stops at its next round),
+    /// then [`Background::finish`]es it.
+    pub fn stop(&mut self, ctx: &mut Ctx, index: usize) -> Result<String> {
+        if let Some(child) = self.0.get_mut(index) {
+            drop(child.stdin.take());
+        }
+        self.finish(ctx, index)
     }
 
     /// Waits for process `index` (from [`Background::spawn`]) and returns its stdout.

@@ -5,7 +5,7 @@
 //! growing from where they were) and the 50 connection entries stay.
 use crate::ipvsadm::{connections_from, service_stats, ServiceStats};
 use crate::scenario::Ctx;
-use crate::scenarios::agent::{self, Agent, Background};
+use crate::scenarios::agent::{self, Agent, Background, Stream};
 use crate::stream::StreamSummary;
 use crate::topology::TopologySpec;
 use anyhow::Result;
@@ -71,13 +71,14 @@ pub fn run(ctx: &mut Ctx) -> Result<()> {
         format!("lvs-agent on lb1 created {service} -> rs1, rs2"),
     )?;
 
-    let target = service.clone();
-    let (conns, secs) = (CONNS.to_string(), CLIENT_SECS.to_string());
-    let client = procs.spawn(
-        ctx,
-        &topo.ns("client"),
-        &[&tool, "stream-client", &target, &conns, &secs, "30000"],
-    )?;
+    let stream = Stream {
+        target: &service,
+        conns: CONNS,
+        secs: CLIENT_SECS,
+        first_port: 30000,
+        rate: 10,
+    };
+    let client = procs.stream(ctx, &topo.ns("client"), &stream)?;
     sleep(Duration::from_secs(4));
     let client_addr = spec.client.to_string();
     let entries = |ctx: &mut Ctx| -> Result<usize> {

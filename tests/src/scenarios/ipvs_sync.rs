@@ -1,10 +1,11 @@
 //! Connection sync between three directors, each running `lvs-agent run` with its
-//! own sync id: lb1 (holding the VIP, forced sync master) sends, every node runs a
-//! backup daemon on sync id 0. Connections through lb1 must appear in lb2's and
-//! lb3's connection tables, and each node's daemons must be the configured ones.
+//! own sync id, joined in one cluster: lb1 (elected for the VIP group, so the only
+//! sync master) sends, every node runs a backup daemon on sync id 0. Connections
+//! through lb1 must appear in lb2's and lb3's connection tables, and each node's
+//! daemons must be the configured ones.
 use crate::ipvsadm::connections_from;
 use crate::scenario::Ctx;
-use crate::scenarios::agent::{self, Agent, Background};
+use crate::scenarios::agent::{self, Agent, Background, Stream};
 use crate::scenarios::agent_restart::{echo_service, node_toml, ECHO_PORT};
 use crate::topology::TopologySpec;
 use anyhow::Result;
@@ -18,9 +19,6 @@ const SYNC_DEADLINE: Duration = Duration::from_secs(10);
 const MCAST_PORT: u16 = 8850;
 const MCAST_TTL: u8 = 2;
 
-/// The agent flag that makes a node sync master without owning a VIP group.
-pub const FORCE_MASTER: &[&str] = &["--sync-master"];
-
 pub fn run(ctx: &mut Ctx) -> Result<()> {
     let mut spec = TopologySpec::seed();
     spec.directors.push(Ipv4Addr::new(172, 16, 0, 12));
@@ -29,10 +27,6 @@ pub fn run(ctx: &mut Ctx) -> Result<()> {
     let vip = spec.vips[0].to_string();
     let service = format!("{vip}:{ECHO_PORT}");
     let rs: Vec<String> = spec.real_servers.iter().map(|a| a.to_string()).collect();
-    ctx.sh.run(&format!(
-        "ip -n {} addr add {vip}/32 dev eth0",
-        topo.ns("lb1")
-    ))?;
 
     let tool = ctx.guest_tool().to_string_lossy().into_owned();
     let mut procs = Background::default();
@@ -41,21 +35,36 @@ pub fn run(ctx: &mut Ctx) -> Result<()> {
         procs.spawn(ctx, &topo.ns(node), &[&tool, "echo-server", &listen])?;
     }
 
+    // lb1 first for the group: the only holder, so the only sync master.
     let cluster = format!(
-        "[cluster]\nname = \"sync\"\n\n[sync]\nmcast_port = {MCAST_PORT}\nmcast_ttl = {MCAST_TTL}\n\n{}",
+        "[cluster]\nname = \"sync\"\n\n[sync]\nmcast_port = {MCAST_PORT}\nmcast_ttl = {MCAST_TTL}\n\n\
+         [[vip_group]]\nname = \"v1\"\nvrrp_id = 50\naddresses = [\"{vip}/24\"]\npriorities = {{ lb1 = 150 }}\n\n{}",
         echo_service(&vip, &rs)
     );
+    let gossip: Vec<String> = spec
+        .directors
+        .iter()
+        .map(|a| format!("\"{a}:7946\""))
+        .collect();
     let mut agents = Vec::new();
     for (i, addr) in spec.directors.iter().enumerate() {
         let n = i + 1;
         let config = std::env::temp_dir().join(format!("sync-lb{n}.toml"));
-        std::fs::write(&config, node_toml(n, &addr.to_string()) + &cluster)?;
-        let extra = if n == 1 { FORCE_MASTER } else { &[] };
+        let node = node_toml(n, &addr.to_string());
+        let others: Vec<&str> = (0..gossip.len())
+            .filter(|&j| j != i)
+            .map(|j| gossip[j].as_str())
+            .collect();
+        let join = format!("join = [{}]\n\n", others.join(", "));
+        std::fs::write(
+            &config,
+            node.trim_end().to_owned() + "\n" + &join + &cluster,
+        )?;
         agents.push(Agent::start(
             ctx,
             Some(&topo.ns(&format!("lb{n}"))),
             &config,
-            extra,
+            &[],
         )?);
     }
 
@@ -87,13 +96,15 @@ pub fn run(ctx: &mut Ctx) -> Result<()> {
         ctx.check(ready, format!("lb{n}: the agent created {service}"))?;
     }
 
-    let (conns, secs) = (CONNS.to_string(), "14".to_string());
     let started = Instant::now();
-    let client = procs.spawn(
-        ctx,
-        &topo.ns("client"),
-        &[&tool, "stream-client", &service, &conns, &secs, "31000"],
-    )?;
+    let stream = Stream {
+        target: &service,
+        conns: CONNS,
+        secs: 14,
+        first_port: 31000,
+        rate: 10,
+    };
+    let client = procs.stream(ctx, &topo.ns("client"), &stream)?;
     let client_addr = spec.client.to_string();
     for n in 2..=spec.directors.len() {
         let ns = topo.ns(&format!("lb{n}"));

@@ -9,6 +9,7 @@ mod ipvs_drift;
 mod ipvs_parity;
 mod ipvs_sync;
 mod seed_dr;
+mod seed_ha;
 mod selftest;
 
 pub const ALL: &[Scenario] = &[
@@ -24,6 +25,24 @@ pub const ALL: &[Scenario] = &[
         about: "the README demo (same as seed_dr)",
         timeout_secs: 300,
         run: seed_dr::run,
+    },
+    Scenario {
+        name: "seed_ha",
+        about: "lvs-agent on lb1/lb2 from the seed example files, 100 long-lived connections per VIP at 10 and 1 lines/s: crash, outage batch, fail-back, 0 lost",
+        timeout_secs: 600,
+        run: seed_ha::agents,
+    },
+    Scenario {
+        name: "seed_ha_mixed",
+        about: "lb1 lvs-agent + lb2 the seed's keepalived: crash and fail-back of each side, 0 lost, sync both ways",
+        timeout_secs: 600,
+        run: seed_ha::mixed,
+    },
+    Scenario {
+        name: "seed_ha_keepalived",
+        about: "the seed's keepalived pair through the same cycles (figures for deploy/bench/seed-ha)",
+        timeout_secs: 600,
+        run: seed_ha::keepalived,
     },
     Scenario {
         name: "ipvs_parity",

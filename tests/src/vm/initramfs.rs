@@ -1,5 +1,5 @@
 //! Assembles the lab initramfs: busybox (+ applet links), iproute2's `ip`,
-//! ipvsadm, keepalived, tcpdump and nft when present, the project's binaries,
+//! ipvsadm, keepalived, bash, tcpdump, nft when present, the project's binaries,
 //! every shared library they link (by `ldd`), the kernel modules in load order,
 //! and `/init` ([`INIT`]).
 //!
@@ -31,10 +31,12 @@ const SYSTEM_BINARIES: &[(&str, &[&str], bool)] = &[
         true,
     ),
     ("usr/sbin/keepalived", &["/usr/sbin/keepalived"], true),
+    // The seed's notify scripts are bash; the fault recorder needs tcpdump.
+    ("bin/bash", &["/bin/bash", "/usr/bin/bash"], true),
     (
         "usr/bin/tcpdump",
         &["/usr/bin/tcpdump", "/usr/sbin/tcpdump"],
-        false,
+        true,
     ),
     ("usr/sbin/nft", &["/usr/sbin/nft"], false),
 ];
@@ -65,8 +67,13 @@ pub fn build(kernel: &Kernel, binaries: &GuestBinaries, scratch: &Path) -> Resul
     // The kernel opens /dev/console for /init before devtmpfs is mounted.
     a.char_device("dev/console", 0o600, 5, 1);
     a.file("init", 0o755, INIT.as_bytes());
-    a.file("etc/passwd", 0o644, b"root:x:0:0:root:/root:/bin/sh\n");
-    a.file("etc/group", 0o644, b"root:x:0:\n");
+    // tcpdump drops to its own user once capturing (Debian's build).
+    a.file(
+        "etc/passwd",
+        0o644,
+        b"root:x:0:0:root:/root:/bin/sh\ntcpdump:x:100:100::/nonexistent:/bin/false\n",
+    );
+    a.file("etc/group", 0o644, b"root:x:0:\ntcpdump:x:100:\n");
     a.file("etc/profile", 0o644, PROFILE.as_bytes());
     add_busybox(&mut a)?;
     for (guest, candidates, required) in SYSTEM_BINARIES {

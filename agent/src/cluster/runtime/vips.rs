@@ -141,7 +141,8 @@ impl Runtime {
     }
 
     /// Addresses first, so traffic stops here before anyone else is told to take it;
-    /// then a priority-0 advert and the hand-over to `to`.
+    /// then the hand-over to `to` (the successor claims at once: the group is without
+    /// holder until then) and a priority-0 advert for the other routers.
     pub(super) async fn release(&mut self, name: &str, to: Option<String>) {
         let Some(held) = self.held.remove(name) else {
             return;
@@ -149,6 +150,17 @@ impl Runtime {
         held.announcing.abort();
         let addrs: Vec<IpAddr> = held.group.addresses.iter().map(|a| a.addr).collect();
         self.remove_vips(&held.group, &addrs).await;
+        let handed = to.map(|to| (self.roster.gossip_addr(&to), to));
+        if let Some((Some(addr), to)) = &handed {
+            if self
+                .membership
+                .handover(*addr, to.clone(), name.to_owned())
+                .await
+                .is_err()
+            {
+                debug!("hand-over: the membership task has stopped");
+            }
+        }
         if self
             .uplinks
             .get(held.group.interface_or(&self.node.interface))
@@ -156,23 +168,11 @@ impl Runtime {
         {
             self.send_advert(&held.group, 0).await;
         }
-        if let Some(to) = to {
-            match self.roster.gossip_addr(&to) {
-                Some(addr) => {
-                    if self
-                        .membership
-                        .handover(addr, to.clone(), name.to_owned())
-                        .await
-                        .is_err()
-                    {
-                        debug!("hand-over: the membership task has stopped");
-                    }
-                    info!(group = name, successor = %to, "released: VIPs removed, handed over");
-                }
-                None => info!(group = name, "released: VIPs removed"),
+        match handed {
+            Some((Some(_), to)) => {
+                info!(group = name, successor = %to, "released: VIPs removed, handed over");
             }
-        } else {
-            info!(group = name, "released: VIPs removed");
+            _ => info!(group = name, "released: VIPs removed"),
         }
         self.publish_claims().await;
     }

@@ -290,6 +290,10 @@ pub fn parse_garp_line(line: &str) -> Option<(String, IpAddr)> {
 /// bridge, from [`Recorder::start`] until dropped.
 pub struct Recorder {
     t0: Instant,
+    /// `t0` on the wall clock (µs since the epoch), for ip's `-ts` stamps.
+    t0_unix: u64,
+    /// The directors' interface the VIPs go on.
+    iface: String,
     children: Vec<Child>,
     threads: Vec<JoinHandle<()>>,
     log: Arc<Mutex<Recording>>,
@@ -301,51 +305,14 @@ impl Recorder {
     pub fn start(directors: &[(String, String)], iface: &str, bridge_ns: &str) -> Recorder {
         let mut recorder = Recorder {
             t0: Instant::now(),
+            t0_unix: unix_micros_now(),
+            iface: iface.to_owned(),
             children: Vec::new(),
             threads: Vec::new(),
             log: Arc::new(Mutex::new(Recording::default())),
         };
-        let t0_unix = unix_micros_now();
         for (label, ns) in directors {
-            // `-ts`: ip stamps each message as it reads it from the kernel, so the
-            // reader thread's own scheduling delay (milliseconds on a loaded machine,
-            // enough to invert two namespaces' events) does not count.
-            let mut child = Command::new("ip")
-                .env("TZ", "UTC")
-                .args(["netns", "exec", ns, "ip", "-ts", "-o", "monitor", "address"])
-                .stdin(Stdio::null())
-                .stdout(Stdio::piped())
-                .stderr(Stdio::null())
-                .spawn()
-                .unwrap_or_else(|e| panic!("start ip monitor in {ns}: {e}"));
-            let stdout = child.stdout.take().expect("piped stdout");
-            recorder.children.push(child);
-            let (log, t0, label, iface) = (
-                Arc::clone(&recorder.log),
-                recorder.t0,
-                label.clone(),
-                iface.to_owned(),
-            );
-            recorder.threads.push(std::thread::spawn(move || {
-                for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                    let arrived = t0.elapsed();
-                    let (stamp, line) = split_stamp(&line);
-                    let at = stamp.map_or(arrived, |us| {
-                        Duration::from_micros(us.saturating_sub(t0_unix))
-                    });
-                    let Some((added, on, addr)) = parse_addr_line(line) else {
-                        continue;
-                    };
-                    if on == iface {
-                        log.lock().expect("recording").events.push(AddrEvent {
-                            at,
-                            node: label.clone(),
-                            addr,
-                            added,
-                        });
-                    }
-                }
-            }));
+            recorder.watch(label, ns);
         }
         let mut tcpdump = Command::new("ip")
             .args([
@@ -396,6 +363,81 @@ impl Recorder {
             log.initial_at = at;
         }
         recorder
+    }
+
+    /// Records the address changes of director `label` in namespace `ns` (again, after
+    /// the namespace was re-created: a director's reboot).
+    pub fn watch(&mut self, label: &str, ns: &str) {
+        // `-ts`: ip stamps each message as it reads it from the kernel, so the reader
+        // thread's own scheduling delay (milliseconds on a loaded machine, enough to
+        // invert two namespaces' events) does not count.
+        let mut child = Command::new("ip")
+            .env("TZ", "UTC")
+            .args(["netns", "exec", ns, "ip", "-ts", "-o", "monitor", "address"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("start ip monitor in {ns}: {e}"));
+        let stdout = child.stdout.take().expect("piped stdout");
+        self.children.push(child);
+        let (log, t0, t0_unix, label, iface) = (
+            Arc::clone(&self.log),
+            self.t0,
+            self.t0_unix,
+            label.to_owned(),
+            self.iface.clone(),
+        );
+        self.threads.push(std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                let arrived = t0.elapsed();
+                let (stamp, line) = split_stamp(&line);
+                let at = stamp.map_or(arrived, |us| {
+                    Duration::from_micros(us.saturating_sub(t0_unix))
+                });
+                let Some((added, on, addr)) = parse_addr_line(line) else {
+                    continue;
+                };
+                if on == iface {
+                    log.lock().expect("recording").events.push(AddrEvent {
+                        at,
+                        node: label.clone(),
+                        addr,
+                        added,
+                    });
+                }
+            }
+        }));
+    }
+
+    /// Director `label` was cut off at `at` (a crash: its link went down, then its
+    /// namespace and monitor went away): every address it still held counts as
+    /// removed then.
+    pub fn gone(&self, label: &str, at: Duration) {
+        let mut log = self.log.lock().expect("recording");
+        let mut held = log.initial.get(label).cloned().unwrap_or_default();
+        let since = log.initial_at;
+        let mut events: Vec<&AddrEvent> = log
+            .events
+            .iter()
+            .filter(|e| e.node == label && e.at > since)
+            .collect();
+        events.sort_by_key(|e| e.at);
+        for e in events {
+            if e.added {
+                held.insert(e.addr);
+            } else {
+                held.remove(&e.addr);
+            }
+        }
+        for addr in held {
+            log.events.push(AddrEvent {
+                at,
+                node: label.to_owned(),
+                addr,
+                added: false,
+            });
+        }
     }
 
     /// Time since the recorder started, on the clock of every recorded event.
@@ -460,20 +502,26 @@ impl Recording {
 }
 
 /// Waits for tcpdump's "listening on" line (it captures from then on), then drains
-/// the rest of its stderr in a thread so it never blocks on a full pipe.
+/// the rest of its stderr in a thread so it never blocks on a full pipe. Should
+/// tcpdump exit first, the panic quotes what it said.
 fn wait_listening(stderr: ChildStderr, threads: &mut Vec<JoinHandle<()>>) {
     let (tx, rx) = std::sync::mpsc::channel();
     threads.push(std::thread::spawn(move || {
-        let mut told = false;
+        let mut said = Vec::new();
         for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if !told && line.contains("listening on") {
-                let _ = tx.send(());
-                told = true;
+            if line.contains("listening on") {
+                let _ = tx.send(Ok(()));
+            } else {
+                said.push(line);
             }
         }
+        let _ = tx.send(Err(said.join(" / ")));
     }));
-    rx.recv_timeout(Duration::from_secs(10))
-        .expect("tcpdump listening on br0 within 10 s (is tcpdump installed?)");
+    match rx.recv_timeout(Duration::from_secs(10)) {
+        Ok(Ok(())) => {}
+        Ok(Err(said)) => panic!("tcpdump on br0 exited: {said:?}"),
+        Err(e) => panic!("tcpdump not listening on br0 within 10 s: {e}"),
+    }
 }
 
 impl Drop for Recorder {
