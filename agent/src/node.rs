@@ -1,11 +1,13 @@
 //! The agent's run loop (`lvs-agent run`): one task that reacts to the periodic
 //! drift check, SIGHUP (reload the config files), ownership changes and
-//! SIGTERM/SIGINT (exit). The IPVS stage (services, sync daemons, sysctls) makes its
-//! first pass before the cluster stage (membership, heartbeats, VIP ownership, VRRP;
-//! only when the cluster has VIP groups) starts, so a node forwards and listens for
-//! sync before it can be elected. The cluster stage runs as its own task and drives
-//! `owns_any` (the sync master runs while the node holds a group); the loop hands
-//! reloads to the cluster task, and on exit releases its VIP groups.
+//! SIGTERM/SIGINT (exit). The cluster stage (membership, heartbeats, VIP ownership,
+//! VRRP; only when the cluster has VIP groups) starts first, so a failure there stops
+//! the agent before it changes anything in IPVS; then the IPVS stage (services, sync
+//! daemons, sysctls) makes its first pass and tells the cluster stage its backup sync
+//! daemon listens: only from then on (plus `[sync] catch_up`) can the node be
+//! elected. The cluster stage runs as its own task and drives `owns_any` (the sync
+//! master runs while the node holds a group); the loop hands reloads to the cluster
+//! task, and on exit releases its VIP groups.
 //!
 //! A config change is applied against the kernel state the agent last read or
 //! wrote (no read: its writes alone); every `node.reconcile_interval` a drift
@@ -108,14 +110,17 @@ const SHUTDOWN_BOUND: Duration = Duration::from_secs(5);
 pub async fn run(config_files: &[PathBuf]) -> anyhow::Result<()> {
     let mut config = Loaded::read(config_files).map_err(anyhow::Error::msg)?;
     let mut ipvs = IpvsStage::start(&config).await?;
-    // Services and the backup sync daemon before the cluster: a node can be elected
-    // only once it forwards, and its sync catch-up counts from its cluster start.
-    ipvs.pass(&config, false, Pass::DriftCheck).await;
     let cluster = cluster::Stage::start(&config.node, &config.cluster).await?;
+    // Services and the backup sync daemon before the node can be elected: it forwards,
+    // and its sync catch-up counts from when the daemon listens.
+    ipvs.pass(&config, false, Pass::DriftCheck).await;
     // Without VIP groups the node owns none: the sync master never runs.
     let (_never_owns, mut owns_any) = watch::channel(false);
     if let Some(stage) = &cluster {
         owns_any = stage.handle.owns_any();
+        if stage.handle.sync_listening().await.is_err() {
+            error!("the cluster task has stopped");
+        }
     }
     let mut hup = signal(SignalKind::hangup()).context("SIGHUP handler")?;
     let mut term = signal(SignalKind::terminate()).context("SIGTERM handler")?;

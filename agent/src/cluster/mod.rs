@@ -104,6 +104,16 @@ impl ClusterHandle {
             .map_err(|_| Stopped)
     }
 
+    /// The IPVS stage's backup sync daemon listens (its first pass is done): the node
+    /// becomes ready for VIP groups `[sync] catch_up` later. With services, a node is
+    /// never ready before this.
+    pub async fn sync_listening(&self) -> Result<(), Stopped> {
+        self.commands
+            .send(Command::SyncListening)
+            .await
+            .map_err(|_| Stopped)
+    }
+
     /// Planned stop: hands every group to its heir and leaves the gossip.
     pub async fn shutdown(&self) -> Result<(), Stopped> {
         self.call(Command::Shutdown).await

@@ -24,7 +24,7 @@
 //!   two holders cannot outlast one advert interval while adverts flow, even when gossip
 //!   between them is cut.
 //! - **The heard master ends** on its priority-0 advert after the skew time, on a
-//!   hand-over from it, on heartbeat silence
+//!   hand-over from it (or from anyone, once it has resigned), on heartbeat silence
 //!   (`PresumedDown`: the fast crash path, 0.3 s by default; should the node be alive
 //!   with only gossip cut, its next advert settles the two masters by precedence), or
 //!   after Master_Down_Interval without adverts.
@@ -244,10 +244,13 @@ impl Router {
                 self.on_advert(src, node, advert, settings, now_ms)?
             }
             Input::Handover { from } => {
+                // The holder let go, and a master that resigned (priority 0, followed
+                // for the skew time only) holds nothing either: neither blocks the
+                // claim. Any other master heard still does.
                 if self
                     .heard
                     .as_ref()
-                    .is_some_and(|h| h.node.as_deref() == Some(from))
+                    .is_some_and(|h| h.node.as_deref() == Some(from) || h.priority == 0)
                 {
                     self.heard = None;
                 }

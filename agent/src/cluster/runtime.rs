@@ -48,6 +48,8 @@ pub(super) enum Command {
     /// Hand every group over to its heir (priority-0 adverts, hand-overs), leave the
     /// gossip.
     Shutdown(oneshot::Sender<()>),
+    /// The IPVS stage's backup sync daemon listens: the catch-up starts.
+    SyncListening,
 }
 
 /// A group this node holds: the definition its addresses were added from, so that
@@ -89,8 +91,9 @@ pub(super) struct Runtime {
     /// when the uplink comes back with every peer lost behind it.
     settle_ms: u64,
     /// Not ready before then (ms): the backup sync daemon listens for the holders'
-    /// re-sent connections (`[sync] catch_up` after start and after the link returns).
-    catch_up_at_ms: u64,
+    /// re-sent connections (`[sync] catch_up` after the IPVS stage started it, and
+    /// after the link returns). `None` until the IPVS stage says its daemon listens.
+    catch_up_at_ms: Option<u64>,
     /// Since when this node is ready (ms), `None` while not.
     ready_since_ms: Option<u64>,
     /// Drained by the operator (`lvs-agent drain`), for this process life.
@@ -256,7 +259,8 @@ impl Runtime {
             digest: decide::config_digest(&cluster),
             settle_at_ms: settle_ms,
             settle_ms,
-            catch_up_at_ms: catch_up_ms(&cluster),
+            // Without services there is nothing to catch up on, nor a daemon to wait for.
+            catch_up_at_ms: cluster.services.is_empty().then_some(0),
             ready_since_ms: None,
             drained: false,
             undrained_ms: 0,
@@ -358,6 +362,13 @@ impl Runtime {
                             warn!("keys: the membership task has stopped");
                         }
                     }
+                    Some(Command::SyncListening) => {
+                        if self.catch_up_at_ms.is_none() {
+                            let catch_up = catch_up_ms(&self.cluster);
+                            info!(catch_up_ms = catch_up, "sync backup listening: ready to take groups after the catch-up");
+                            self.catch_up_at_ms = Some(self.now_ms() + catch_up);
+                        }
+                    }
                     Some(Command::Drain(drain, reply)) => {
                         self.set_drain(drain);
                         self.reconcile().await;
@@ -386,7 +397,7 @@ impl Runtime {
         let timers_ms = [
             self.recheck_at_ms,
             (self.settle_at_ms > now_ms).then_some(self.settle_at_ms),
-            (self.catch_up_at_ms > now_ms).then_some(self.catch_up_at_ms),
+            self.catch_up_at_ms.filter(|&t| t > now_ms),
             self.silences.next_expiry(self.presumption_cap_ms()),
         ]
         .into_iter()
@@ -513,6 +524,9 @@ impl Runtime {
     /// their own.
     async fn reload(&mut self, cluster: ClusterConfig) {
         info!("cluster config reloaded");
+        if self.catch_up_at_ms.is_none() && cluster.services.is_empty() {
+            self.catch_up_at_ms = Some(0);
+        }
         let gone: Vec<String> = self
             .routers
             .keys()
@@ -592,7 +606,10 @@ impl Runtime {
             let now = self.now_ms();
             self.settle_at_ms = self.settle_at_ms.max(now + settle);
             // Sync messages sent while the link was down never arrived.
-            self.catch_up_at_ms = self.catch_up_at_ms.max(now + catch_up_ms(&self.cluster));
+            let caught_up = now + catch_up_ms(&self.cluster);
+            if let Some(at) = &mut self.catch_up_at_ms {
+                *at = (*at).max(caught_up);
+            }
         }
     }
 
@@ -826,8 +843,10 @@ impl Runtime {
         }
         let settling = now < self.settle_at_ms;
         let links_up = self.uplinks.values().all(|u| u.up);
-        let ready =
-            !settling && now >= self.catch_up_at_ms && links_up && self.stand_back.is_none();
+        let ready = !settling
+            && self.catch_up_at_ms.is_some_and(|at| now >= at)
+            && links_up
+            && self.stand_back.is_none();
         match (ready, self.ready_since_ms) {
             (true, None) => self.ready_since_ms = Some(now),
             (false, Some(_)) => self.ready_since_ms = None,

@@ -23,6 +23,15 @@ pub(super) fn validate(config: &Config) -> Vec<ConfigError> {
         let node_interface = config.node.as_ref().map(|n| n.interface.as_str());
         check_cluster(&mut r, cluster, node_interface);
     }
+    if let (Some(node), Some(cluster)) = (&config.node, &config.cluster) {
+        if !cluster.vip_groups.is_empty() && node.cluster_key_files.is_empty() {
+            r.err(
+                "node.cluster_key_files",
+                "at least one cluster key is needed: the cluster has VIP groups, and gossip \
+                 between directors is authenticated (`lvs-agent keygen` makes a key)",
+            );
+        }
+    }
     r.0
 }
 
@@ -615,6 +624,18 @@ mod tests {
     }
 
     #[test]
+    fn vip_groups_need_a_cluster_key() {
+        let node =
+            "[node]\nid = \"lb1\"\ninterface = \"eth0\"\naddress = \"192.0.2.1\"\nsyncid = 1\n";
+        assert_eq!(
+            errors(&format!("{node}{GROUP}")),
+            ["node.cluster_key_files: at least one cluster key is needed: the cluster has VIP groups, and gossip between directors is authenticated (`lvs-agent keygen` makes a key)"]
+        );
+        let keyed = format!("{node}cluster_key_files = [\"/etc/lvs-mesh/cluster.key\"]\n{GROUP}");
+        assert_eq!(errors(&keyed), Vec::<String>::new());
+    }
+
+    #[test]
     fn host_port() {
         assert!(check_host_port("lb2:7946").is_ok());
         assert!(check_host_port("[2001:db8::1]:7946").is_ok());
@@ -664,7 +685,8 @@ mod tests {
         );
         // A group without interface runs on the node's: with a node on eth1 it clashes.
         let node =
-            "[node]\nid = \"n\"\ninterface = \"eth1\"\naddress = \"192.0.2.1\"\nsyncid = 1\n";
+            "[node]\nid = \"n\"\ninterface = \"eth1\"\naddress = \"192.0.2.1\"\nsyncid = 1\n\
+                    cluster_key_files = [\"/k\"]\n";
         let with_node = format!(
             "{node}{}",
             second("interface = \"eth1\"\naddresses = [\"10.0.0.11/24\"]\n")

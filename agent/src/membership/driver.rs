@@ -11,7 +11,7 @@ use std::{
 };
 
 use foca::{AccumulatingRuntime, Foca, NoCustomBroadcast, OwnedNotification, Timer};
-use lvs_proto::v1::GossipHandover;
+use lvs_proto::v1::{GossipHandover, GossipHeartbeat};
 use rand::rngs::StdRng;
 use tokio::{
     net::UdpSocket,
@@ -332,12 +332,18 @@ impl Driver {
     }
 
     async fn send_heartbeats(&mut self) {
-        let Some((beacon, targets)) = self.heartbeats.due(Instant::now()) else {
+        let Some(due) = self.heartbeats.due(Instant::now()) else {
             return;
         };
-        let message = Message::Beacon(beacon);
-        for to in targets {
-            if self.send_message(&message, to).await {
+        let released = Message::Beacon(GossipHeartbeat {
+            released: true,
+            ..due.beacon.clone()
+        });
+        let heir = Message::Beacon(due.beacon);
+        let sends = (due.heirs.into_iter().map(|to| (to, &heir)))
+            .chain(due.released.into_iter().map(|to| (to, &released)));
+        for (to, message) in sends {
+            if self.send_message(message, to).await {
                 self.counters.heartbeat_sent();
             }
         }

@@ -95,6 +95,16 @@ pub struct Heartbeats {
     newest: HashMap<String, (u64, u64)>,
 }
 
+/// Beacons to send now (see [`Heartbeats::due`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Due {
+    pub beacon: GossipHeartbeat,
+    /// The present heirs.
+    pub heirs: Vec<SocketAddr>,
+    /// Former heirs, still beaconed for the linger time: sent `beacon` marked released.
+    pub released: Vec<SocketAddr>,
+}
+
 impl Heartbeats {
     pub fn new(
         node_id: &str,
@@ -147,8 +157,9 @@ impl Heartbeats {
         }
     }
 
-    /// The beacon due at `now`, if any, with the addresses to send it to.
-    pub fn due(&mut self, now: Instant) -> Option<(GossipHeartbeat, Vec<SocketAddr>)> {
+    /// The beacons due at `now`, if any: one for the heirs, one marked `released` for
+    /// the former heirs that linger.
+    pub fn due(&mut self, now: Instant) -> Option<Due> {
         self.targets
             .retain(|_, until| until.is_none_or(|t| t > now));
         if self.targets.is_empty() || now < self.next_send {
@@ -159,9 +170,16 @@ impl Heartbeats {
             node_id: self.node_id.clone(),
             incarnation: self.incarnation,
             sequence: self.sequence,
+            released: false,
         };
         self.sequence += 1;
-        Some((beacon, self.targets.keys().copied().collect()))
+        let (heirs, released): (Vec<_>, Vec<_>) =
+            self.targets.iter().partition(|(_, until)| until.is_none());
+        Some(Due {
+            beacon,
+            heirs: heirs.into_iter().map(|(a, _)| *a).collect(),
+            released: released.into_iter().map(|(a, _)| *a).collect(),
+        })
     }
 
     pub fn receive(&mut self, beacon: &GossipHeartbeat, now: Instant) -> Heard {
@@ -175,7 +193,8 @@ impl Heartbeats {
         }
         self.newest.insert(beacon.node_id.clone(), stamp);
         if let Some(w) = self.watched.get_mut(&beacon.node_id) {
-            w.heard = Some(now);
+            // Released: unarmed until the owner names this node its heir again.
+            w.heard = (!beacon.released).then_some(now);
         }
         Heard::Fresh
     }
@@ -217,6 +236,7 @@ mod tests {
             node_id: node_id.into(),
             incarnation,
             sequence,
+            released: false,
         }
     }
 
@@ -232,21 +252,28 @@ mod tests {
         let a: SocketAddr = "192.0.2.2:7946".parse().unwrap();
         let b: SocketAddr = "192.0.2.3:7946".parse().unwrap();
         hb.set_targets(&[a].into(), t0);
-        let (first, to) = hb.due(t0).unwrap();
-        assert_eq!((first.sequence, first.incarnation, to), (0, 7, vec![a]));
+        let first = hb.due(t0).unwrap();
+        assert_eq!(
+            (first.beacon.sequence, first.beacon.incarnation, first.heirs),
+            (0, 7, vec![a])
+        );
         assert_eq!(hb.due(t0 + 50 * MS), None);
         assert_eq!(hb.next_wake(t0 + 50 * MS), Some(t0 + 100 * MS));
 
         hb.set_targets(&[b].into(), t0 + 100 * MS);
-        let (second, to) = hb.due(t0 + 100 * MS).unwrap();
-        assert_eq!((second.sequence, to), (1, vec![a, b]));
+        let second = hb.due(t0 + 100 * MS).unwrap();
+        assert_eq!(
+            (second.beacon.sequence, second.heirs, second.released),
+            (1, vec![b], vec![a]),
+            "a lingers, told it is released"
+        );
         // a lingers 2 s after it stopped being a target.
-        let (_, to) = hb.due(t0 + 2200 * MS).unwrap();
-        assert_eq!(to, vec![b]);
+        let later = hb.due(t0 + 2200 * MS).unwrap();
+        assert_eq!((later.heirs, later.released), (vec![b], vec![]));
         // Taken back before its linger ended, it is a target for good again.
         hb.set_targets(&[a, b].into(), t0 + 2300 * MS);
-        let (_, to) = hb.due(t0 + 9000 * MS).unwrap();
-        assert_eq!(to, vec![a, b]);
+        let again = hb.due(t0 + 9000 * MS).unwrap();
+        assert_eq!((again.heirs, again.released), (vec![a, b], vec![]));
     }
 
     #[test]
@@ -276,6 +303,33 @@ mod tests {
         hb.watch(&ids(&[]));
         hb.watch(&ids(&["lb2"]));
         assert!(hb.silent(t0 + 10_000 * MS).is_empty());
+    }
+
+    #[test]
+    fn a_released_heir_is_disarmed_until_named_again() {
+        let t0 = Instant::now();
+        let mut hb = node(t0);
+        hb.watch(&ids(&["lb2"]));
+        assert_eq!(hb.receive(&beacon("lb2", 1, 0), t0), Heard::Fresh);
+        let released = GossipHeartbeat {
+            released: true,
+            ..beacon("lb2", 1, 1)
+        };
+        assert_eq!(hb.receive(&released, t0 + 100 * MS), Heard::Fresh);
+        assert!(
+            hb.silent(t0 + 10_000 * MS).is_empty(),
+            "the owner moved its heir elsewhere: its silence means nothing here"
+        );
+        assert_eq!(hb.next_wake(t0 + 200 * MS), None);
+        assert_eq!(
+            hb.receive(&beacon("lb2", 1, 2), t0 + 11_000 * MS),
+            Heard::Fresh
+        );
+        assert_eq!(
+            hb.silent(t0 + 11_300 * MS),
+            ids(&["lb2"]),
+            "named again: armed"
+        );
     }
 
     #[test]

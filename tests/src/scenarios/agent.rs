@@ -116,7 +116,8 @@ impl Agent {
         Ok(())
     }
 
-    fn note_log(&self, ctx: &mut Ctx) {
+    /// The log's last lines into the transcript.
+    pub fn note_log(&self, ctx: &mut Ctx) {
         let text = std::fs::read_to_string(&self.log).unwrap_or_default();
         let lines: Vec<&str> = text.lines().collect();
         let tail = &lines[lines.len().saturating_sub(LOG_TAIL_LINES)..];
@@ -137,6 +138,19 @@ impl Drop for Agent {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// The cluster key the lab's agents share (the seed example files' path), made by
+/// `lvs-agent keygen` at its first use in a boot.
+pub fn cluster_key(ctx: &mut Ctx) -> Result<&'static str> {
+    const KEY_FILE: &str = "/etc/lvs-mesh/cluster.key";
+    if !Path::new(KEY_FILE).exists() {
+        let agent = ctx.guest_tool().with_file_name("lvs-agent");
+        std::fs::create_dir_all("/etc/lvs-mesh")?;
+        ctx.sh
+            .run(&format!("{} keygen --output {KEY_FILE}", agent.display()))?;
+    }
+    Ok(KEY_FILE)
 }
 
 /// Polls `cond` every 200 ms until it holds (`Ok(true)`) or `timeout` passes

@@ -5,7 +5,7 @@
 //! daemons must be the configured ones.
 use crate::ipvsadm::connections_from;
 use crate::scenario::Ctx;
-use crate::scenarios::agent::{self, Agent, Background, Stream};
+use crate::scenarios::agent::{self, cluster_key, Agent, Background, Stream};
 use crate::scenarios::agent_restart::{echo_service, node_toml, ECHO_PORT};
 use crate::topology::TopologySpec;
 use anyhow::Result;
@@ -41,6 +41,7 @@ pub fn run(ctx: &mut Ctx) -> Result<()> {
          [[vip_group]]\nname = \"v1\"\nvrrp_id = 50\naddresses = [\"{vip}/24\"]\npriorities = {{ lb1 = 150 }}\n\n{}",
         echo_service(&vip, &rs)
     );
+    let key = cluster_key(ctx)?;
     let gossip: Vec<String> = spec
         .directors
         .iter()
@@ -55,7 +56,10 @@ pub fn run(ctx: &mut Ctx) -> Result<()> {
             .filter(|&j| j != i)
             .map(|j| gossip[j].as_str())
             .collect();
-        let join = format!("join = [{}]\n\n", others.join(", "));
+        let join = format!(
+            "join = [{}]\ncluster_key_files = [\"{key}\"]\n\n",
+            others.join(", ")
+        );
         std::fs::write(
             &config,
             node.trim_end().to_owned() + "\n" + &join + &cluster,

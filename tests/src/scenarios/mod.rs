@@ -8,9 +8,11 @@ mod bench;
 mod ipvs_drift;
 mod ipvs_parity;
 mod ipvs_sync;
+mod probe;
 mod seed_dr;
 mod seed_ha;
 mod selftest;
+mod three_ha;
 
 pub const ALL: &[Scenario] = &[
     Scenario {
@@ -43,6 +45,12 @@ pub const ALL: &[Scenario] = &[
         about: "the seed's keepalived pair through the same cycles (figures for deploy/bench/seed-ha)",
         timeout_secs: 600,
         run: seed_ha::keepalived,
+    },
+    Scenario {
+        name: "three_ha",
+        about: "4 directors: the owner of each group crashes and returns, rolling restart, lb4 joins by `lvs-agent join` and leaves by SIGTERM; 0 lost, sync masters follow owners",
+        timeout_secs: 900,
+        run: three_ha::run,
     },
     Scenario {
         name: "ipvs_parity",

@@ -25,7 +25,8 @@
 use crate::holders::{fmt_ms, Recorder, Summary, ORDER_RESOLUTION};
 use crate::ipvsadm::connections_from;
 use crate::scenario::Ctx;
-use crate::scenarios::agent::{wait_until, Agent, Background, Stream};
+use crate::scenarios::agent::{cluster_key, wait_until, Agent, Background, Stream};
+use crate::scenarios::probe::{holds, quiet, sync_master};
 use crate::stream::StreamSummary;
 use crate::topology::{Topology, TopologySpec};
 use anyhow::{bail, Context, Result};
@@ -49,8 +50,6 @@ const NOTIFY: [&str; 2] = [
     include_str!("../../../deploy/examples/keepalived/notify-ha_lb_01.sh"),
     include_str!("../../../deploy/examples/keepalived/notify-ha_lb_02.sh"),
 ];
-/// The seed example's key file path (both directors share the VM's filesystem).
-const KEY_FILE: &str = "/etc/lvs-mesh/cluster.key";
 const CONNS: u16 = 100;
 /// The seed's services listen on port 80: the topology's web servers move aside.
 const SERVICE_PORT: u16 = 80;
@@ -239,33 +238,8 @@ fn write_agent_configs(ctx: &mut Ctx) -> Result<PathBuf> {
             + &format!("control_socket = \"/run/lvs-agent-lb{n}.sock\"\n");
         std::fs::write(dir.join(format!("ha_lb_0{n}.toml")), node)?;
     }
-    if !Path::new(KEY_FILE).exists() {
-        let agent = ctx.guest_tool().with_file_name("lvs-agent");
-        std::fs::create_dir_all("/etc/lvs-mesh")?;
-        ctx.sh
-            .run(&format!("{} keygen --output {KEY_FILE}", agent.display()))?;
-    }
+    cluster_key(ctx)?;
     Ok(dir)
-}
-
-/// `argv`'s output in `ns`, kept out of the transcript (for polling loops).
-fn quiet(ns: &str, argv: &[&str]) -> Result<String> {
-    let out = Command::new("ip")
-        .args(["netns", "exec", ns])
-        .args(argv)
-        .output()
-        .with_context(|| format!("run {} in {ns}", argv.join(" ")))?;
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-}
-
-fn holds(ns: &str, vip: &str) -> Result<bool> {
-    Ok(quiet(ns, &["ip", "-o", "addr", "show", "dev", "eth0"])?.contains(&format!(" {vip}/")))
-}
-
-/// The sync master of `syncid` runs in `ns`.
-fn sync_master(ns: &str, syncid: usize) -> Result<bool> {
-    let want = format!("master sync daemon (mcast=eth0, syncid={syncid},");
-    Ok(quiet(ns, &["ipvsadm", "-l", "--daemon"])?.contains(&want))
 }
 
 fn ip(vip: &str) -> Result<IpAddr> {

@@ -227,6 +227,73 @@ fn a_hand_over_ends_the_wait_and_the_heard_master() {
 }
 
 #[test]
+fn a_hand_over_is_claimed_while_another_agent_s_resignation_is_followed() {
+    // lb3 resigned the group (priority 0: followed for the skew time), handed it to
+    // lb1, which hands it on to us: we claim at once, lb3 holds nothing.
+    let s = settings(A, 100);
+    let (up, resign) = (advert(100), advert(0));
+    let lb3 = IpAddr::from([192, 0, 2, 3]);
+    script(
+        &s,
+        &[
+            (0, Input::View(view(false)), &[], State::Backup),
+            (
+                4000,
+                Input::Advert {
+                    src: lb3,
+                    node: Some("lb3"),
+                    advert: &up,
+                },
+                &[],
+                State::Backup,
+            ),
+            (
+                5000,
+                Input::Advert {
+                    src: lb3,
+                    node: Some("lb3"),
+                    advert: &resign,
+                },
+                &[],
+                State::Backup,
+            ),
+            (5005, Input::Handover { from: "lb1" }, &[], State::Backup),
+            (
+                5005,
+                Input::View(view(true)),
+                &[Effect::Acquire],
+                State::Master,
+            ),
+        ],
+    );
+}
+
+#[test]
+fn a_hand_over_does_not_override_a_live_master_of_another_node() {
+    let s = settings(A, 100);
+    let up = advert(120);
+    let other = IpAddr::from([192, 0, 2, 3]);
+    script(
+        &s,
+        &[
+            (0, Input::View(view(false)), &[], State::Backup),
+            (
+                4000,
+                Input::Advert {
+                    src: other,
+                    node: None,
+                    advert: &up,
+                },
+                &[],
+                State::Backup,
+            ),
+            (4100, Input::Handover { from: "lb1" }, &[], State::Backup),
+            (4100, Input::View(view(true)), &[], State::Backup),
+        ],
+    );
+}
+
+#[test]
 fn a_group_handed_over_is_claimed_even_when_the_election_names_another_and_then_passed_on() {
     let s = settings(A, 100);
     let mut r = Router::new();

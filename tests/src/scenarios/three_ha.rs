@@ -1,0 +1,334 @@
+//! N directors, the mission's "more LB pairs": lb1..lb3 run lvs-agent in one cluster,
+//! each the preferred owner of one VIP group (g1..g3 on 10.0.0.10..12), and a fourth
+//! group g4 (10.0.0.13) is preferred by lb4, which is not there yet. Through 50
+//! long-lived connections per VIP (10 lines/s, DR to echo servers on rs1/rs2):
+//! 1. the owner of each group crashes in turn (link cut, namespace deleted) and
+//!    comes back (a fresh namespace, its agent started again; fail-back after its
+//!    sync catch-up);
+//! 2. every director restarts in turn (SIGTERM: hand-over; start: fail-back);
+//! 3. lb4 starts with no `join` peers and is added with `lvs-agent join`: it takes g4;
+//! 4. lb4 leaves by SIGTERM: g4 is handed to another director.
+//!
+//! After every step each group has one holder, and each director runs the sync
+//! master exactly while it holds a group. At the end: no connection lost, never two
+//! holders of a VIP.
+use crate::holders::{fmt_ms, Recorder, ORDER_RESOLUTION};
+use crate::scenario::Ctx;
+use crate::scenarios::agent::{cluster_key, wait_until, Agent, Background, Stream};
+use crate::scenarios::agent_restart::{echo_service, node_toml, ECHO_PORT};
+use crate::scenarios::probe::{any_sync_master, holds, quiet};
+use crate::stream::StreamSummary;
+use crate::topology::{Topology, TopologySpec};
+use anyhow::{Context, Result};
+use std::net::{IpAddr, Ipv4Addr};
+use std::path::PathBuf;
+use std::time::Duration;
+
+const CONNS: u16 = 50;
+/// Directors in the cluster from the start; lb4 joins later.
+const FIRST: usize = 3;
+const DIRECTORS: usize = 4;
+/// How long a step waits for one holder per group and the sync masters to follow.
+const SETTLE: Duration = Duration::from_secs(60);
+
+pub fn run(ctx: &mut Ctx) -> Result<()> {
+    let mut spec = TopologySpec::seed();
+    spec.directors = (0..DIRECTORS as u8)
+        .map(|i| Ipv4Addr::new(172, 16, 0, 10 + i))
+        .collect();
+    spec.vips = (0..DIRECTORS as u8)
+        .map(|i| Ipv4Addr::new(10, 0, 0, 10 + i))
+        .collect();
+    let topo = ctx.topology(spec)?;
+    let spec = topo.spec().clone();
+    let vips: Vec<String> = spec.vips.iter().map(|v| v.to_string()).collect();
+    let tool = ctx.guest_tool().to_string_lossy().into_owned();
+    let mut procs = Background::default();
+    for node in ["rs1", "rs2"] {
+        let listen = format!("0.0.0.0:{ECHO_PORT}");
+        procs.spawn(ctx, &topo.ns(node), &[&tool, "echo-server", &listen])?;
+    }
+    let key = cluster_key(ctx)?;
+    let configs = write_configs(&spec, key)?;
+    let mut agents: Vec<Option<Agent>> = (0..DIRECTORS).map(|_| None).collect();
+    for n in 1..=FIRST {
+        agents[n - 1] = Some(start(ctx, &topo, &configs, n)?);
+    }
+    // g4's preferred node is not there yet: one of the others holds it.
+    let preferred = |g: usize| if g <= FIRST { g } else { 0 };
+    settled(
+        ctx,
+        &topo,
+        &vips,
+        &agents,
+        preferred,
+        "the first three directors",
+    )?;
+
+    let mut rec = Recorder::start(
+        &(1..=DIRECTORS)
+            .map(|n| (format!("lb{n}"), topo.ns(&format!("lb{n}"))))
+            .collect::<Vec<_>>(),
+        "eth0",
+        &topo.ns("sw"),
+    );
+    let start_at = rec.now();
+    let mut clients = Vec::new();
+    for (i, vip) in vips.iter().enumerate() {
+        let target = format!("{vip}:{ECHO_PORT}");
+        let stream = Stream {
+            target: &target,
+            conns: CONNS,
+            secs: 3600,
+            first_port: 20000 + CONNS * i as u16,
+            rate: 10,
+        };
+        clients.push((vip.clone(), procs.stream(ctx, &topo.ns("client"), &stream)?));
+    }
+
+    for n in 1..=FIRST {
+        let node = format!("lb{n}");
+        ctx.sh.note(format!("=== crash of {node}, owner of g{n}"));
+        let at = rec.now();
+        topo.crash(&mut ctx.sh, &node)?;
+        rec.gone(&node, at);
+        if let Some(a) = agents[n - 1].take() {
+            a.kill9(ctx)?;
+        }
+        let others = |g: usize| if g == n || g > FIRST { 0 } else { g };
+        settled(
+            ctx,
+            &topo,
+            &vips,
+            &agents,
+            others,
+            &format!("{node} crashed"),
+        )?;
+        topo.boot(&mut ctx.sh, &node)?;
+        rec.watch(&node, &topo.ns(&node));
+        agents[n - 1] = Some(start(ctx, &topo, &configs, n)?);
+        settled(
+            ctx,
+            &topo,
+            &vips,
+            &agents,
+            preferred,
+            &format!("{node} back"),
+        )?;
+    }
+    for n in 1..=FIRST {
+        let node = format!("lb{n}");
+        ctx.sh
+            .note(format!("=== restart of {node} (SIGTERM, start)"));
+        if let Some(a) = agents[n - 1].take() {
+            a.stop(ctx)?;
+        }
+        let others = |g: usize| if g == n || g > FIRST { 0 } else { g };
+        settled(
+            ctx,
+            &topo,
+            &vips,
+            &agents,
+            others,
+            &format!("{node} stopped"),
+        )?;
+        agents[n - 1] = Some(start(ctx, &topo, &configs, n)?);
+        settled(
+            ctx,
+            &topo,
+            &vips,
+            &agents,
+            preferred,
+            &format!("{node} restarted"),
+        )?;
+    }
+
+    ctx.sh
+        .note("=== lb4 starts alone and is added with `lvs-agent join`");
+    agents[3] = Some(start(ctx, &topo, &configs, 4)?);
+    let agent_bin = ctx.guest_tool().with_file_name("lvs-agent");
+    let join = format!(
+        "{} join --socket /run/lvs-agent-lb4.sock {}:7946",
+        agent_bin.display(),
+        spec.directors[0]
+    );
+    let joined = wait_until(Duration::from_secs(20), || {
+        Ok(ctx
+            .sh
+            .exec(Some(&topo.ns("lb4")), &["sh", "-c", &join])?
+            .success())
+    })?;
+    ctx.check(joined, "lvs-agent join on lb4")?;
+    let all = |g: usize| g;
+    settled(ctx, &topo, &vips, &agents, all, "lb4 joined: g4 on lb4")?;
+
+    ctx.sh.note("=== lb4 leaves (SIGTERM)");
+    if let Some(a) = agents[3].take() {
+        a.stop(ctx)?;
+    }
+    settled(ctx, &topo, &vips, &agents, preferred, "lb4 left")?;
+    let end = rec.now();
+
+    let mut lost = 0;
+    for (vip, index) in clients {
+        let summary: StreamSummary = procs.stop(ctx, index)?.parse()?;
+        let n = summary.resets + summary.errors;
+        lost += n;
+        ctx.check(
+            summary.conns == u32::from(CONNS) && n == 0,
+            format!("connections to {vip} through every step: {n} of {CONNS} lost ({summary})"),
+        )?;
+    }
+    let mut worst = (Duration::ZERO, String::new());
+    for vip in &vips {
+        let s = rec.analyse(vip.parse::<IpAddr>()?, None, start_at, end);
+        if s.two_holders > worst.0 {
+            worst = (s.two_holders, format!("{vip}: {:?}", s.timeline));
+        }
+    }
+    ctx.sh.note(format!(
+        "three-ha: lost={lost} of {} two_holders_ms={}",
+        usize::from(CONNS) * vips.len(),
+        fmt_ms(worst.0)
+    ));
+    if worst.0 > ORDER_RESOLUTION {
+        for entry in std::fs::read_dir(std::env::temp_dir())?.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if !name.starts_with("lvs-agent-") {
+                continue;
+            }
+            let text = std::fs::read_to_string(entry.path()).unwrap_or_default();
+            ctx.sh.note(format!("--- {name}"));
+            for l in text.lines().filter(|l| {
+                ["g4", "presum", "silence", "non-agent"]
+                    .iter()
+                    .any(|k| l.contains(k))
+            }) {
+                ctx.sh.note(format!("  | {l}"));
+            }
+        }
+    }
+    ctx.check(
+        worst.0 <= ORDER_RESOLUTION,
+        format!(
+            "never two holders: longest {} ms {}",
+            fmt_ms(worst.0),
+            worst.1
+        ),
+    )?;
+    for a in agents.into_iter().flatten() {
+        a.stop(ctx)?;
+    }
+    Ok(())
+}
+
+/// Node files (`join`: the first three, a control socket each; lb4 joins by
+/// command) and the cluster file: g1..g4, each preferred by its director.
+fn write_configs(spec: &TopologySpec, key: &str) -> Result<PathBuf> {
+    let dir = std::env::temp_dir().join("three-ha");
+    std::fs::create_dir_all(&dir)?;
+    let rs: Vec<String> = spec.real_servers.iter().map(|a| a.to_string()).collect();
+    let mut cluster = "[cluster]\nname = \"three\"\n\n".to_owned();
+    for (i, vip) in spec.vips.iter().enumerate() {
+        let g = i + 1;
+        cluster += &format!(
+            "[[vip_group]]\nname = \"g{g}\"\nvrrp_id = {}\naddresses = [\"{vip}/24\"]\npriorities = {{ lb{g} = 150 }}\n\n",
+            50 + g
+        );
+        cluster += &echo_service(&vip.to_string(), &rs);
+        cluster += "\n";
+    }
+    std::fs::write(dir.join("cluster.toml"), cluster)?;
+    for (i, addr) in spec.directors.iter().enumerate() {
+        let n = i + 1;
+        let join: Vec<String> = spec.directors[..FIRST]
+            .iter()
+            .filter(|a| *a != addr)
+            .map(|a| format!("\"{a}:7946\""))
+            .collect();
+        let join = if n <= FIRST {
+            join.join(", ")
+        } else {
+            String::new()
+        };
+        let node = node_toml(n, &addr.to_string()).trim_end().to_owned()
+            + &format!(
+                "\njoin = [{join}]\ncontrol_socket = \"/run/lvs-agent-lb{n}.sock\"\n\
+                 cluster_key_files = [\"{key}\"]\n"
+            );
+        std::fs::write(dir.join(format!("lb{n}.toml")), node)?;
+    }
+    Ok(dir)
+}
+
+fn start(ctx: &mut Ctx, topo: &Topology, dir: &std::path::Path, n: usize) -> Result<Agent> {
+    let cluster = dir.join("cluster.toml");
+    let cluster = cluster.to_string_lossy();
+    Agent::start(
+        ctx,
+        Some(&topo.ns(&format!("lb{n}"))),
+        &dir.join(format!("lb{n}.toml")),
+        &["-c", &cluster],
+    )
+}
+
+/// Waits until every group has exactly one holder among the running directors, on
+/// `want(g)`'s director when that is not 0, and each running director runs the sync
+/// master exactly while it holds a group; checks it, naming `what`.
+fn settled(
+    ctx: &mut Ctx,
+    topo: &Topology,
+    vips: &[String],
+    agents: &[Option<Agent>],
+    want: impl Fn(usize) -> usize,
+    what: &str,
+) -> Result<()> {
+    let running: Vec<usize> = (1..=agents.len())
+        .filter(|n| agents[n - 1].is_some())
+        .collect();
+    let mut last = String::new();
+    let ok = wait_until(SETTLE, || {
+        let mut holders = Vec::new();
+        for vip in vips {
+            let mut on = Vec::new();
+            for &n in &running {
+                if holds(&topo.ns(&format!("lb{n}")), vip)? {
+                    on.push(n);
+                }
+            }
+            holders.push(on);
+        }
+        let placed = holders
+            .iter()
+            .enumerate()
+            .all(|(i, on)| on.len() == 1 && (want(i + 1) == 0 || on[0] == want(i + 1)));
+        let mut masters_follow = true;
+        for &n in &running {
+            let holds_any = holders.iter().any(|on| on.contains(&n));
+            masters_follow &= any_sync_master(&topo.ns(&format!("lb{n}")))? == holds_any;
+        }
+        last = format!("holders {holders:?}, sync masters follow holders: {masters_follow}");
+        Ok(placed && masters_follow)
+    })?;
+    if !ok {
+        for a in agents.iter().flatten() {
+            a.note_log(ctx);
+        }
+    }
+    let daemons: Vec<String> = running
+        .iter()
+        .map(|n| {
+            let l = quiet(&topo.ns(&format!("lb{n}")), &["ipvsadm", "-l", "--daemon"])
+                .unwrap_or_default();
+            format!("lb{n}: {} daemons", l.lines().count())
+        })
+        .collect();
+    ctx.check(
+        ok,
+        format!(
+            "{what}: one holder per group ({last}; {})",
+            daemons.join(", ")
+        ),
+    )
+    .with_context(|| format!("after: {what}"))
+}
