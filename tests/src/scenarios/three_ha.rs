@@ -200,7 +200,7 @@ pub fn run(ctx: &mut Ctx) -> Result<()> {
             let text = std::fs::read_to_string(entry.path()).unwrap_or_default();
             ctx.sh.note(format!("--- {name}"));
             for l in text.lines().filter(|l| {
-                ["g4", "presum", "silence", "non-agent"]
+                ["group=", "presum", "silence", "non-agent"]
                     .iter()
                     .any(|k| l.contains(k))
             }) {
