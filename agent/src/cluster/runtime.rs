@@ -431,7 +431,7 @@ impl Runtime {
                     // Its claim on the group is over, whatever its next claims say.
                     self.roster.void_claim(from, group);
                     self.step(group, Input::Handover { from }).await;
-                    // Claimed at once: the group has no holder until then. The
+                    // Claimed at once: the group has no holder meanwhile. The
                     // election that follows hands it on should it name another node.
                     let settling = now < self.settle_at_ms;
                     if let Some(view) = self.view(group, settling) {

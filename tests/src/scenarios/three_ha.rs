@@ -86,61 +86,35 @@ pub fn run(ctx: &mut Ctx) -> Result<()> {
         clients.push((vip.clone(), procs.stream(ctx, &topo.ns("client"), &stream)?));
     }
 
-    for n in 1..=FIRST {
-        let node = format!("lb{n}");
-        ctx.sh.note(format!("=== crash of {node}, owner of g{n}"));
-        let at = rec.now();
-        topo.crash(&mut ctx.sh, &node)?;
-        rec.gone(&node, at);
-        if let Some(a) = agents[n - 1].take() {
-            a.kill9(ctx)?;
+    // Each owner in turn: crashed (a power cut), then stopped by SIGTERM (a restart).
+    for crash in [true, false] {
+        for n in 1..=FIRST {
+            let node = format!("lb{n}");
+            let how = if crash { "crash" } else { "SIGTERM" };
+            ctx.sh.note(format!("=== {how} of {node}, owner of g{n}"));
+            if crash {
+                let at = rec.now();
+                topo.crash(&mut ctx.sh, &node)?;
+                rec.gone(&node, at);
+            }
+            if let Some(a) = agents[n - 1].take() {
+                if crash {
+                    a.kill9(ctx)?;
+                } else {
+                    a.stop(ctx)?;
+                }
+            }
+            let others = |g: usize| if g == n || g > FIRST { 0 } else { g };
+            let what = format!("{node} gone ({how})");
+            settled(ctx, &topo, &vips, &agents, others, &what)?;
+            if crash {
+                topo.boot(&mut ctx.sh, &node)?;
+                rec.watch(&node, &topo.ns(&node));
+            }
+            agents[n - 1] = Some(start(ctx, &topo, &configs, n)?);
+            let what = format!("{node} back");
+            settled(ctx, &topo, &vips, &agents, preferred, &what)?;
         }
-        let others = |g: usize| if g == n || g > FIRST { 0 } else { g };
-        settled(
-            ctx,
-            &topo,
-            &vips,
-            &agents,
-            others,
-            &format!("{node} crashed"),
-        )?;
-        topo.boot(&mut ctx.sh, &node)?;
-        rec.watch(&node, &topo.ns(&node));
-        agents[n - 1] = Some(start(ctx, &topo, &configs, n)?);
-        settled(
-            ctx,
-            &topo,
-            &vips,
-            &agents,
-            preferred,
-            &format!("{node} back"),
-        )?;
-    }
-    for n in 1..=FIRST {
-        let node = format!("lb{n}");
-        ctx.sh
-            .note(format!("=== restart of {node} (SIGTERM, start)"));
-        if let Some(a) = agents[n - 1].take() {
-            a.stop(ctx)?;
-        }
-        let others = |g: usize| if g == n || g > FIRST { 0 } else { g };
-        settled(
-            ctx,
-            &topo,
-            &vips,
-            &agents,
-            others,
-            &format!("{node} stopped"),
-        )?;
-        agents[n - 1] = Some(start(ctx, &topo, &configs, n)?);
-        settled(
-            ctx,
-            &topo,
-            &vips,
-            &agents,
-            preferred,
-            &format!("{node} restarted"),
-        )?;
     }
 
     ctx.sh

@@ -141,8 +141,8 @@ impl Runtime {
     }
 
     /// Addresses first, so traffic stops here before anyone else is told to take it;
-    /// then the hand-over to `to` (the successor claims at once: the group is without
-    /// holder until then) and a priority-0 advert for the other routers.
+    /// then the hand-over to `to` (the successor claims at once: the group has no
+    /// holder in between) and a priority-0 advert for the other routers.
     pub(super) async fn release(&mut self, name: &str, to: Option<String>) {
         let Some(held) = self.held.remove(name) else {
             return;
