@@ -111,13 +111,16 @@ pub async fn run(config_files: &[PathBuf]) -> anyhow::Result<()> {
     let mut config = Loaded::read(config_files).map_err(anyhow::Error::msg)?;
     let mut ipvs = IpvsStage::start(&config).await?;
     let cluster = cluster::Stage::start(&config.node, &config.cluster).await?;
-    // Services and the backup sync daemon before the node can be elected: it forwards,
-    // and its sync catch-up counts from when the daemon listens.
-    ipvs.pass(&config, false, Pass::DriftCheck).await;
     // Without VIP groups the node owns none: the sync master never runs.
     let (_never_owns, mut owns_any) = watch::channel(false);
     if let Some(stage) = &cluster {
         owns_any = stage.handle.owns_any();
+    }
+    // Services and the backup sync daemon before the node can be elected: it forwards,
+    // and its sync catch-up counts from when the daemon listens.
+    ipvs.pass(&config, *owns_any.borrow(), Pass::DriftCheck)
+        .await;
+    if let Some(stage) = &cluster {
         if stage.handle.sync_listening().await.is_err() {
             error!("the cluster task has stopped");
         }

@@ -118,18 +118,22 @@ impl Agent {
 
     /// The log's last lines into the transcript.
     pub fn note_log(&self, ctx: &mut Ctx) {
-        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
-        let lines: Vec<&str> = text.lines().collect();
-        let tail = &lines[lines.len().saturating_sub(LOG_TAIL_LINES)..];
-        ctx.sh.note(format!(
-            "--- lvs-agent in {} log, last {} of {} lines:",
-            self.label,
-            tail.len(),
-            lines.len()
-        ));
-        for l in tail {
-            ctx.sh.note(format!("  | {l}"));
-        }
+        note_log_tail(ctx, &format!("lvs-agent in {}", self.label), &self.log);
+    }
+}
+
+/// The last [`LOG_TAIL_LINES`] lines of the log at `path` of `what` into the transcript.
+pub fn note_log_tail(ctx: &mut Ctx, what: &str, path: &Path) {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    let tail = &lines[lines.len().saturating_sub(LOG_TAIL_LINES)..];
+    ctx.sh.note(format!(
+        "--- {what} log, last {} of {} lines:",
+        tail.len(),
+        lines.len()
+    ));
+    for l in tail {
+        ctx.sh.note(format!("  | {l}"));
     }
 }
 

@@ -25,7 +25,7 @@
 use crate::holders::{fmt_ms, Recorder, Summary, ORDER_RESOLUTION};
 use crate::ipvsadm::connections_from;
 use crate::scenario::Ctx;
-use crate::scenarios::agent::{cluster_key, wait_until, Agent, Background, Stream};
+use crate::scenarios::agent::{cluster_key, note_log_tail, wait_until, Agent, Background, Stream};
 use crate::scenarios::probe::{holds, quiet, sync_master};
 use crate::stream::StreamSummary;
 use crate::topology::{Topology, TopologySpec};
@@ -210,13 +210,7 @@ impl Keepalived {
         }
         let _ = self.child.kill();
         let _ = self.child.wait();
-        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
-        let lines: Vec<&str> = text.lines().collect();
-        ctx.sh
-            .note(format!("--- keepalived in {} log, last lines:", self.label));
-        for l in &lines[lines.len().saturating_sub(12)..] {
-            ctx.sh.note(format!("  | {l}"));
-        }
+        note_log_tail(ctx, &format!("keepalived in {}", self.label), &self.log);
         Ok(())
     }
 }

@@ -150,8 +150,9 @@ impl Runtime {
         held.announcing.abort();
         let addrs: Vec<IpAddr> = held.group.addresses.iter().map(|a| a.addr).collect();
         self.remove_vips(&held.group, &addrs).await;
-        let handed = to.map(|to| (self.roster.gossip_addr(&to), to));
-        if let Some((Some(addr), to)) = &handed {
+        // A successor gone from the gossip meanwhile gets no hand-over.
+        let successor = to.and_then(|to| Some((self.roster.gossip_addr(&to)?, to)));
+        if let Some((addr, to)) = &successor {
             if self
                 .membership
                 .handover(*addr, to.clone(), name.to_owned())
@@ -168,11 +169,11 @@ impl Runtime {
         {
             self.send_advert(&held.group, 0).await;
         }
-        match handed {
-            Some((Some(_), to)) => {
+        match successor {
+            Some((_, to)) => {
                 info!(group = name, successor = %to, "released: VIPs removed, handed over");
             }
-            _ => info!(group = name, "released: VIPs removed"),
+            None => info!(group = name, "released: VIPs removed"),
         }
         self.publish_claims().await;
     }
