@@ -68,6 +68,10 @@ fn seed_examples_summaries() {
             "seed-ha_lb_02.toml",
             "ok: node ha_lb_02 (syncid 2) on ens18 172.16.0.11",
         ),
+        (
+            "seed-ha_lb_03.toml",
+            "ok: node ha_lb_03 (syncid 3) on ens18 172.16.0.12",
+        ),
     ];
     for (name, summary) in expect {
         let file = dir.join(name);

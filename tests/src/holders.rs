@@ -411,26 +411,12 @@ impl Recorder {
     }
 
     /// Director `label` was cut off at `at` (a crash: its link went down, then its
-    /// namespace and monitor went away): every address it still held counts as
-    /// removed then.
+    /// namespace and monitor went away): every address it held at `at` counts as
+    /// removed then. The deletions the namespace's teardown reports come later and
+    /// may already be recorded: they are not what the network saw.
     pub fn gone(&self, label: &str, at: Duration) {
         let mut log = self.log.lock().expect("recording");
-        let mut held = log.initial.get(label).cloned().unwrap_or_default();
-        let since = log.initial_at;
-        let mut events: Vec<&AddrEvent> = log
-            .events
-            .iter()
-            .filter(|e| e.node == label && e.at > since)
-            .collect();
-        events.sort_by_key(|e| e.at);
-        for e in events {
-            if e.added {
-                held.insert(e.addr);
-            } else {
-                held.remove(&e.addr);
-            }
-        }
-        for addr in held {
+        for addr in log.held_at(label, at) {
             log.events.push(AddrEvent {
                 at,
                 node: label.to_owned(),
@@ -466,6 +452,25 @@ impl Recorder {
 }
 
 impl Recording {
+    /// The addresses `label` held at `at`: the snapshot's, then its events up to `at`.
+    pub fn held_at(&self, label: &str, at: Duration) -> BTreeSet<IpAddr> {
+        let mut held = self.initial.get(label).cloned().unwrap_or_default();
+        let mut events: Vec<&AddrEvent> = self
+            .events
+            .iter()
+            .filter(|e| e.node == label && e.at > self.initial_at && e.at <= at)
+            .collect();
+        events.sort_by_key(|e| e.at);
+        for e in events {
+            if e.added {
+                held.insert(e.addr);
+            } else {
+                held.remove(&e.addr);
+            }
+        }
+        held
+    }
+
     pub fn analyse(
         &self,
         vip: IpAddr,
@@ -534,5 +539,31 @@ impl Drop for Recorder {
         for thread in self.threads.drain(..) {
             let _ = thread.join();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn held_at_ignores_what_was_recorded_after() {
+        let vip: IpAddr = "198.51.100.11".parse().unwrap();
+        let at = |ms| Duration::from_millis(ms);
+        let rec = Recording {
+            initial: BTreeMap::from([("lb2".to_owned(), BTreeSet::from([vip]))]),
+            initial_at: at(10),
+            // The namespace's teardown reports the deletion after the crash.
+            events: vec![AddrEvent {
+                at: at(300),
+                node: "lb2".into(),
+                addr: vip,
+                added: false,
+            }],
+            garps: Vec::new(),
+        };
+        assert_eq!(rec.held_at("lb2", at(100)), BTreeSet::from([vip]));
+        assert!(rec.held_at("lb2", at(300)).is_empty());
+        assert!(rec.held_at("lb1", at(100)).is_empty());
     }
 }

@@ -85,6 +85,12 @@ impl Shell {
         Ok(ran)
     }
 
+    /// Adds a headline: a line of the short report (`deploy/lab/run demo` without
+    /// `--verbose` prints only these, see [`headlines`]).
+    pub fn say(&mut self, text: impl AsRef<str>) {
+        self.note(format!("{HEADLINE}{}", text.as_ref()));
+    }
+
     /// Adds a line of commentary (a measurement, a check) to the transcript.
     pub fn note(&mut self, text: impl AsRef<str>) {
         let mut line = text.as_ref().to_string();
@@ -122,6 +128,17 @@ impl Shell {
     }
 }
 
+/// Marks a transcript line as a headline ([`Shell::say`]).
+const HEADLINE: &str = "» ";
+
+/// The headlines of a transcript, unmarked; empty when it has none.
+pub fn headlines(transcript: &str) -> Vec<&str> {
+    transcript
+        .lines()
+        .filter_map(|l| l.strip_prefix(HEADLINE))
+        .collect()
+}
+
 fn words(cmd: &str) -> Vec<&str> {
     cmd.split_whitespace().collect()
 }
@@ -142,5 +159,8 @@ mod tests {
             "# echo hello world\nhello world\n# false\n  -> exit Some(1)\na note\n"
         );
         assert!(sh.run("").is_err());
+        assert!(headlines(sh.transcript()).is_empty());
+        sh.say("the gist");
+        assert_eq!(headlines(sh.transcript()), ["the gist"]);
     }
 }

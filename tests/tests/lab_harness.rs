@@ -9,7 +9,7 @@ fn panics_and_hangs_are_reported_not_lost() {
     let run = lab
         .run(&["selftest_panic", "selftest_ok", "selftest_hang"])
         .expect("VM did not run");
-    run.print();
+    run.print(true);
     let names: Vec<&str> = run.reports.iter().map(|r| r.name.as_str()).collect();
     assert_eq!(names, ["selftest_panic", "selftest_ok", "selftest_hang"]);
 

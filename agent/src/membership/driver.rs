@@ -111,6 +111,10 @@ impl Driver {
         let finished = loop {
             let next_timer = self.timers.peek().map(|Reverse((at, _))| *at);
             let next_heartbeat = self.heartbeats.next_wake(Instant::now());
+            let due = [next_timer, next_heartbeat, Some(self.claims.next_wake())]
+                .into_iter()
+                .flatten()
+                .min();
             let step = tokio::select! {
                 command = commands.recv() => Step::Command(command),
                 received = self.socket.recv_from(&mut buf) => Step::Datagram(received),
@@ -119,6 +123,10 @@ impl Driver {
                 () = sleep_until(next_heartbeat) => Step::Heartbeat,
                 () = tokio::time::sleep_until(self.claims.next_wake()) => Step::Claims,
             };
+            if let Some(due) = due {
+                self.heartbeats
+                    .stalled(Instant::now().saturating_duration_since(due));
+            }
             match step {
                 Step::Command(None) => break None,
                 Step::Command(Some(Command::Stop(reply))) => break Some(reply),

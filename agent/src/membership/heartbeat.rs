@@ -199,6 +199,24 @@ impl Heartbeats {
         Heard::Fresh
     }
 
+    /// This node ran `late` after a wake it was due (its own stall: a loaded host, a
+    /// paused VM). The beacons that arrived meanwhile wait unread in the socket, and a
+    /// silence deadline that fell in the stall says nothing about the peer: every
+    /// armed peer is credited the stall plus one interval, the time to read what
+    /// waits and, when the whole host stalled, for the peer to beacon again. Stalls up
+    /// to `interval / 2` are ordinary timer lateness and are not credited (crediting
+    /// the 1 ms every wake carries would postpone silence for ever).
+    pub fn stalled(&mut self, late: Duration) {
+        if late <= self.interval / 2 {
+            return;
+        }
+        for w in self.watched.values_mut() {
+            if let Some(t) = &mut w.heard {
+                *t += late + self.interval;
+            }
+        }
+    }
+
     /// Watched peers heard once and not for `timeout` since.
     pub fn silent(&self, now: Instant) -> BTreeSet<String> {
         self.watched
@@ -303,6 +321,25 @@ mod tests {
         hb.watch(&ids(&[]));
         hb.watch(&ids(&["lb2"]));
         assert!(hb.silent(t0 + 10_000 * MS).is_empty());
+    }
+
+    #[test]
+    fn a_stall_of_this_node_is_not_the_peers_silence() {
+        let t0 = Instant::now();
+        let mut hb = node(t0);
+        hb.watch(&ids(&["lb2"]));
+        hb.receive(&beacon("lb2", 1, 0), t0);
+        // Due at 300 ms to judge lb2, this node ran only at 1300 ms.
+        hb.stalled(1000 * MS);
+        assert!(hb.silent(t0 + 1300 * MS).is_empty(), "credited the stall");
+        assert_eq!(hb.next_wake(t0 + 1300 * MS), Some(t0 + 1400 * MS));
+        assert_eq!(hb.silent(t0 + 1400 * MS), ids(&["lb2"]));
+        // Ordinary lateness (up to half the interval) credits nothing.
+        let mut hb = node(t0);
+        hb.watch(&ids(&["lb2"]));
+        hb.receive(&beacon("lb2", 1, 0), t0);
+        hb.stalled(50 * MS);
+        assert_eq!(hb.silent(t0 + 300 * MS), ids(&["lb2"]));
     }
 
     #[test]

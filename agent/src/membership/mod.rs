@@ -17,7 +17,8 @@
 //! Fast path (`heartbeat`): beside SWIM, the owner of VIP groups beacons to their heirs
 //! every `heartbeat_interval` (100 ms); a heir reports an owner it stops hearing for
 //! `heartbeat_timeout` (300 ms) as silent ([`MembershipHandle::silent_peers`]), so the
-//! cluster can move groups long before SWIM declares the owner down.
+//! cluster can move groups long before SWIM declares the owner down. Time the heir
+//! itself did not run (a wake due at T taken at T + 1 s) does not count as silence.
 
 mod claims;
 mod codec;

@@ -20,6 +20,9 @@ enum Cmd {
     Run {
         #[arg(required = true)]
         scenarios: Vec<String>,
+        /// Every command and its output, also for scenarios that have a short report.
+        #[arg(long)]
+        verbose: bool,
     },
     /// Boot with the seed topology up and a shell on this terminal.
     Shell,
@@ -48,10 +51,10 @@ fn real_main() -> Result<bool> {
             }
             Ok(true)
         }
-        Cmd::Run { scenarios } => {
+        Cmd::Run { scenarios, verbose } => {
             let names: Vec<&str> = scenarios.iter().map(String::as_str).collect();
             let run = lab()?.run(&names)?;
-            run.print();
+            run.print(verbose);
             Ok(run.passed())
         }
         Cmd::Shell => lab()?.shell().map(|()| true),

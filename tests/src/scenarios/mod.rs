@@ -5,12 +5,13 @@ use crate::scenario::Scenario;
 mod agent;
 mod agent_restart;
 mod bench;
+mod demo;
 mod ipvs_drift;
 mod ipvs_parity;
 mod ipvs_sync;
 mod probe;
 mod seed_dr;
-mod seed_ha;
+pub(crate) mod seed_ha;
 mod selftest;
 mod three_ha;
 
@@ -24,9 +25,9 @@ pub const ALL: &[Scenario] = &[
     },
     Scenario {
         name: "demo",
-        about: "the README demo (same as seed_dr)",
-        timeout_secs: 300,
-        run: seed_dr::run,
+        about: "the README demo: lvs-agent on lb1/lb2 from the seed files, lb3 joins, kill -9 of an owner, fail-back, 0 lost",
+        timeout_secs: 600,
+        run: demo::run,
     },
     Scenario {
         name: "seed_ha",

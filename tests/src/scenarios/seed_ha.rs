@@ -38,9 +38,10 @@ use std::thread::sleep;
 use std::time::{Duration, Instant};
 
 const CLUSTER: &str = include_str!("../../../deploy/examples/seed-cluster.toml");
-const NODES: [&str; 2] = [
+const NODES: [&str; 3] = [
     include_str!("../../../deploy/examples/seed-ha_lb_01.toml"),
     include_str!("../../../deploy/examples/seed-ha_lb_02.toml"),
+    include_str!("../../../deploy/examples/seed-ha_lb_03.toml"),
 ];
 const KEEPALIVED: [&str; 2] = [
     include_str!("../../../deploy/examples/keepalived/ha_lb_01.conf"),
@@ -52,8 +53,8 @@ const NOTIFY: [&str; 2] = [
 ];
 const CONNS: u16 = 100;
 /// The seed's services listen on port 80: the topology's web servers move aside.
-const SERVICE_PORT: u16 = 80;
-const WEB_PORT: u16 = 8080;
+pub(crate) const SERVICE_PORT: u16 = 80;
+pub(crate) const WEB_PORT: u16 = 8080;
 /// How long each batch runs through a phase before the next one starts.
 const PHASE: Duration = Duration::from_secs(4);
 /// Sanity bounds for the VM, not the product's figures: TCG runs the kernel 10 to 50
@@ -223,7 +224,7 @@ impl Drop for Keepalived {
 }
 
 /// The example files, as a director of the lab runs them.
-fn write_agent_configs(ctx: &mut Ctx) -> Result<PathBuf> {
+pub(crate) fn write_agent_configs(ctx: &mut Ctx) -> Result<PathBuf> {
     let dir = std::env::temp_dir().join("seed-ha");
     std::fs::create_dir_all(&dir)?;
     std::fs::write(dir.join("seed-cluster.toml"), CLUSTER)?;
@@ -237,12 +238,12 @@ fn write_agent_configs(ctx: &mut Ctx) -> Result<PathBuf> {
     Ok(dir)
 }
 
-fn ip(vip: &str) -> Result<IpAddr> {
+pub(crate) fn ip(vip: &str) -> Result<IpAddr> {
     vip.parse().with_context(|| format!("VIP {vip}"))
 }
 
 /// When `node` first holds the VIP in `summary`'s timeline.
-fn first_holding(summary: &Summary, node: &str) -> Option<Duration> {
+pub(crate) fn first_holding(summary: &Summary, node: &str) -> Option<Duration> {
     summary
         .timeline
         .iter()

@@ -212,10 +212,17 @@ impl LabRun {
         s
     }
 
-    /// Prints every report's output, its failure, and the summary.
-    pub fn print(&self) {
+    /// Prints each report's output, its failure, and the summary. A passed scenario
+    /// that has headlines ([`crate::shell::Shell::say`]) shows only those unless
+    /// `verbose`; a failed one shows everything.
+    pub fn print(&self, verbose: bool) {
         for r in &self.reports {
-            println!("{}", r.output);
+            let short = crate::shell::headlines(&r.output);
+            if verbose || !r.passed || short.is_empty() {
+                println!("{}", r.output);
+            } else {
+                println!("{}", short.join("\n"));
+            }
             if !r.passed {
                 println!("=== {} FAILED: {}\n", r.name, r.failure);
             }
@@ -225,7 +232,7 @@ impl LabRun {
 
     /// [`LabRun::print`], then panics unless [`LabRun::passed`].
     pub fn print_and_assert(&self) {
-        self.print();
+        self.print(true);
         assert!(self.passed(), "lab run failed:\n{}", self.summary());
     }
 }
