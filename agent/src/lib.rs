@@ -1,10 +1,12 @@
 //! lvs-agent: one director of an lvs-mesh cluster.
 //!
-//! Pure cores (config validation, ownership election, the IPVS plan, the VRRP codec)
-//! live in their own modules with no I/O; sockets and netlink stay at the edges.
+//! Pure cores (config validation, ownership election, the IPVS plan, the VRRP codec,
+//! the health checkers and pools) live in their own modules with no I/O; sockets and
+//! netlink stay at the edges.
 
 pub mod cluster;
 pub mod config;
+pub mod health;
 pub mod ipvs;
 pub mod membership;
 pub mod node;

@@ -6,8 +6,10 @@
 //! daemons, sysctls) makes its first pass and tells the cluster stage its backup sync
 //! daemon listens: only from then on (plus `[sync] catch_up`) can the node be
 //! elected. The cluster stage runs as its own task and drives `owns_any` (the sync
-//! master runs while the node holds a group); the loop hands reloads to the cluster
-//! task, and on exit releases its VIP groups.
+//! master runs while the node holds a group); the health task (`health::runner`) runs
+//! the real servers' checks, and each change of a verdict is applied at once (the
+//! pools follow, see `ipvs::desired`); the loop hands reloads to both, and on exit
+//! releases its VIP groups.
 //!
 //! A config change is applied against the kernel state the agent last read or
 //! wrote (no read: its writes alone); every `node.reconcile_interval` a drift
@@ -20,6 +22,7 @@
 //! place, so the kernel keeps forwarding and no connection drops; a restarted
 //! agent adopts matching entries without rewriting them.
 
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -31,17 +34,19 @@ use tracing::{debug, error, info, warn};
 
 use crate::cluster;
 use crate::config::{self, ClusterConfig, NodeConfig};
-use crate::ipvs::plan::{Scope, VirtualService};
+use crate::health::{self, CheckKey, Health};
+use crate::ipvs::plan::Scope;
 use crate::ipvs::reconcile::Reconciler;
 use crate::ipvs::{desired, sync, sysctl, Error as IpvsError, IpvsClient};
 use crate::membership::KeyRing;
 
-/// A loaded config with what the IPVS stage derives from it.
+/// A loaded config with what the IPVS and health stages derive from it.
 struct Loaded {
     node: NodeConfig,
     cluster: ClusterConfig,
-    services: Vec<VirtualService>,
     scope: Scope,
+    /// Every distinct health check.
+    checks: BTreeSet<CheckKey>,
 }
 
 impl Loaded {
@@ -51,8 +56,16 @@ impl Loaded {
             return Err("the config needs a [node] table and a [cluster] table".to_owned());
         };
         let loaded = Loaded {
-            services: desired::services(&cluster),
             scope: desired::scope(&cluster),
+            checks: cluster
+                .services
+                .iter()
+                .flat_map(|s| {
+                    s.real_servers
+                        .iter()
+                        .flat_map(|rs| health::spec::checks(s, rs))
+                })
+                .collect(),
             node,
             cluster,
         };
@@ -110,6 +123,9 @@ const SHUTDOWN_BOUND: Duration = Duration::from_secs(5);
 pub async fn run(config_files: &[PathBuf]) -> anyhow::Result<()> {
     let mut config = Loaded::read(config_files).map_err(anyhow::Error::msg)?;
     let mut ipvs = IpvsStage::start(&config).await?;
+    let checks = health::runner::spawn(config.checks.clone());
+    let mut verdicts = checks.verdicts();
+    ipvs.health.verdicts = verdicts.borrow_and_update().clone();
     let cluster = cluster::Stage::start(&config.node, &config.cluster).await?;
     // Without VIP groups the node owns none: the sync master never runs.
     let (_never_owns, mut owns_any) = watch::channel(false);
@@ -130,10 +146,11 @@ pub async fn run(config_files: &[PathBuf]) -> anyhow::Result<()> {
     let mut int = signal(SignalKind::interrupt()).context("SIGINT handler")?;
     let mut tick = config.tick(Instant::now() + config.node.reconcile_interval);
     info!(
-        "running as {} in cluster {:?}: {} services, drift check every {:?}",
+        "running as {} in cluster {:?}: {} services, {} distinct health checks, drift check every {:?}",
         config.node.id,
         config.cluster.name,
-        config.services.len(),
+        config.cluster.services.len(),
+        config.checks.len(),
         config.node.reconcile_interval
     );
     let mut next: Option<Event> = None;
@@ -147,6 +164,10 @@ pub async fn run(config_files: &[PathBuf]) -> anyhow::Result<()> {
                     info!("node owns a VIP group: {owns_any}");
                     ipvs.sync_daemons(&config, owns_any).await;
                     continue;
+                }
+                Ok(()) = verdicts.changed() => {
+                    ipvs.health.verdicts = verdicts.borrow_and_update().clone();
+                    Event::Pass(Pass::Changes)
                 }
                 _ = hup.recv() => Event::Reload,
                 _ = term.recv() => Event::Stop,
@@ -174,7 +195,14 @@ pub async fn run(config_files: &[PathBuf]) -> anyhow::Result<()> {
             }
             Event::Reload => match reload(config_files, &config, &mut ipvs).await {
                 Ok((new, keys)) => {
-                    info!("config reloaded: {} services", new.services.len());
+                    info!(
+                        "config reloaded: {} services, {} distinct health checks",
+                        new.cluster.services.len(),
+                        new.checks.len()
+                    );
+                    if new.checks != config.checks {
+                        checks.set(new.checks.clone()).await;
+                    }
                     if let Some(stage) = &cluster {
                         if let Some(keys) = keys {
                             if stage.handle.set_keys(keys).await.is_err() {
@@ -244,13 +272,15 @@ struct IpvsStage {
     /// cleared after a pass that had no failure.
     retired: Scope,
     reconciler: Reconciler,
+    /// The real servers' health: which of them the services' pools hold.
+    health: Health,
 }
 
 impl IpvsStage {
     async fn start(config: &Loaded) -> anyhow::Result<Self> {
         let client = match IpvsClient::connect().await {
             Ok(client) => Some(client),
-            Err(IpvsError::FamilyNotFound) if config.services.is_empty() => {
+            Err(IpvsError::FamilyNotFound) if config.cluster.services.is_empty() => {
                 warn!(
                     "{}: running without IPVS (no services configured)",
                     IpvsError::FamilyNotFound
@@ -263,6 +293,7 @@ impl IpvsStage {
             client,
             retired: Scope::default(),
             reconciler: Reconciler::default(),
+            health: Health::default(),
         };
         stage.apply_sysctls(&config.cluster);
         Ok(stage)
@@ -270,7 +301,7 @@ impl IpvsStage {
 
     /// Connects if the new config needs IPVS and notes what it no longer manages.
     async fn reconfigure(&mut self, old: &Loaded, new: &Loaded) -> Result<(), String> {
-        if self.client.is_none() && !new.services.is_empty() {
+        if self.client.is_none() && !new.cluster.services.is_empty() {
             self.client = Some(IpvsClient::connect().await.map_err(|e| e.to_string())?);
         }
         self.retired = self.retired.union(&old.scope.difference(&new.scope));
@@ -289,10 +320,11 @@ impl IpvsStage {
     async fn pass(&mut self, config: &Loaded, owns_any: bool, pass: Pass) {
         let Some(client) = &self.client else { return };
         let scope = config.scope.union(&self.retired);
-        let (desired, reconciler) = (&config.services, &mut self.reconciler);
+        let desired = desired::services(&config.cluster, &mut self.health);
+        let reconciler = &mut self.reconciler;
         let done = match pass {
-            Pass::DriftCheck => reconciler.check_drift(client, desired, &scope).await,
-            Pass::Changes => reconciler.apply_changes(client, desired, &scope).await,
+            Pass::DriftCheck => reconciler.check_drift(client, &desired, &scope).await,
+            Pass::Changes => reconciler.apply_changes(client, &desired, &scope).await,
         };
         match done {
             Ok(report) => {

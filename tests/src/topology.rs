@@ -163,6 +163,11 @@ impl Topology {
         ran.stdout.parse()
     }
 
+    /// The directory real server `node`'s web server serves.
+    pub fn www(&self, node: &str) -> PathBuf {
+        self.www.join(node)
+    }
+
     /// Bytes sent so far by `node`'s `eth0`.
     pub fn tx_bytes(&self, sh: &mut Shell, node: &str) -> Result<u64> {
         let out = sh.run_in(

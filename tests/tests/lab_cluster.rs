@@ -1,10 +1,11 @@
 //! N directors on a real IPVS kernel, in the lab VM, in one boot:
 //! - `demo`: the README's main job (lb1/lb2 from the seed example files, lb3 added
 //!   with `lvs-agent join` and handed VI_1, kill -9 of VI_2's owner and its return):
-//!   no connection lost, never two holders;
+//!   no connection lost, two holders at most one advert interval;
 //! - `three_ha`: four directors, the owner of each group crashed and restarted in
 //!   turn, a rolling restart, a fourth director joining and leaving: no connection
-//!   lost, never two holders, each group's sync master on its owner.
+//!   lost, two holders at most one advert interval, each group's sync master on its
+//!   owner.
 use lvs_tests::vm::Lab;
 
 #[test]

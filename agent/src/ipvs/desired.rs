@@ -7,18 +7,55 @@ use super::model::{
     Destination, Forwarding, Persistence, SchedFlags, Service, ServiceKey, TunnelFlags, TunnelKind,
 };
 use super::plan::{Scope, VirtualService};
-use crate::config::{self, ClusterConfig, RealServer, SchedFlag, TunnelChecksum, TunnelType};
+use crate::config::{
+    self, ClusterConfig, RealServer, SchedFlag, SorryServer, TunnelChecksum, TunnelType,
+};
+use crate::health::Health;
 
-/// Every configured service with its real servers, in config order.
-pub fn services(cluster: &ClusterConfig) -> Vec<VirtualService> {
+/// Every configured service with the real servers its pool holds now (`health`: the
+/// checks' verdicts, quorum and sorry server; see [`crate::health::pool`]), in config
+/// order.
+pub fn services(cluster: &ClusterConfig, health: &mut Health) -> Vec<VirtualService> {
     cluster
         .services
         .iter()
-        .map(|s| VirtualService {
-            service: service(s),
-            destinations: s.real_servers.iter().map(|rs| destination(s, rs)).collect(),
+        .map(|s| {
+            let pool = health.pool(s);
+            let mut destinations: Vec<Destination> = s
+                .real_servers
+                .iter()
+                .zip(&pool.weights)
+                .filter_map(|(rs, weight)| {
+                    let mut d = destination(s, rs);
+                    d.weight = (*weight)?;
+                    Some(d)
+                })
+                .collect();
+            if let (true, Some(sorry)) = (pool.sorry, &s.sorry_server) {
+                destinations.push(sorry_destination(s, sorry));
+            }
+            VirtualService {
+                service: service(s),
+                destinations,
+            }
         })
         .collect()
+}
+
+/// The sorry server, weight 1, forwarded as the service's real servers are.
+fn sorry_destination(s: &config::Service, sorry: &SorryServer) -> Destination {
+    let port = sorry.port.or(s.port).unwrap_or(0);
+    let stand_in = RealServer {
+        address: sorry.address,
+        port: Some(port),
+        weight: 1,
+        upper_threshold: 0,
+        lower_threshold: 0,
+        forwarding: None,
+        inhibit_on_failure: None,
+        checks: Vec::new(),
+    };
+    destination(s, &stand_in)
 }
 
 /// The cluster's addresses (every vip group address and service vip) and the
@@ -71,8 +108,7 @@ fn service(s: &config::Service) -> Service {
     }
 }
 
-/// One real server as a destination. Health state will decide here whether a down
-/// server is left out or kept with weight 0 (`inhibit_on_failure`).
+/// One real server as a destination, at its configured weight.
 fn destination(s: &config::Service, rs: &RealServer) -> Destination {
     let forwarding = match s.forwarding_of(rs) {
         config::Forwarding::Dr => Forwarding::Route,
@@ -122,7 +158,7 @@ mod tests {
     #[test]
     fn the_seed_cluster_maps_to_its_ipvsadm_rules() {
         let c = cluster(include_str!("../../../deploy/examples/seed-cluster.toml"));
-        let got = services(&c);
+        let got = services(&c, &mut Health::default());
         assert_eq!(got.len(), 2);
         let k = ServiceKey::Addr {
             protocol: Protocol::Tcp,
@@ -152,7 +188,7 @@ mod tests {
         ] {
             let c = cluster(text);
             let scope = scope(&c);
-            for v in services(&c) {
+            for v in services(&c, &mut Health::default()) {
                 assert!(scope.contains(&v.service.key), "{}", v.service.key);
             }
         }
@@ -184,7 +220,7 @@ address = "2001:db8::b"
 forwarding = "dr"
 "#,
         );
-        let v = &services(&c)[0];
+        let v = &services(&c, &mut Health::default())[0];
         let key = ServiceKey::Fwmark {
             family: Family::V6,
             mark: 7,

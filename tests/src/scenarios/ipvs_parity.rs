@@ -53,14 +53,15 @@ fn checks(ctx: &mut Ctx, rt: &tokio::runtime::Runtime) -> Result<()> {
     let cluster = config
         .cluster
         .context("ipvs-parity.toml has no cluster part")?;
-    let mut wanted: Vec<ServiceState> = desired::services(&cluster)
-        .into_iter()
-        .map(|v| {
-            let mut d = v.destinations;
-            d.sort();
-            (v.service, d)
-        })
-        .collect();
+    let mut wanted: Vec<ServiceState> =
+        desired::services(&cluster, &mut lvs_agent::health::Health::default())
+            .into_iter()
+            .map(|v| {
+                let mut d = v.destinations;
+                d.sort();
+                (v.service, d)
+            })
+            .collect();
     wanted.sort();
     for (w, d) in wanted.iter().zip(&dumped).filter(|(w, d)| w != d) {
         ctx.sh.note(format!("  config: {w:?}\n  kernel: {d:?}"));

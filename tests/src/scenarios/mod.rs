@@ -6,6 +6,7 @@ mod agent;
 mod agent_restart;
 mod bench;
 mod demo;
+mod health;
 mod ipvs_drift;
 mod ipvs_parity;
 mod ipvs_sync;
@@ -13,7 +14,7 @@ mod probe;
 mod seed_dr;
 pub(crate) mod seed_ha;
 mod selftest;
-mod three_ha;
+pub(crate) mod three_ha;
 
 pub const ALL: &[Scenario] = &[
     Scenario {
@@ -46,6 +47,18 @@ pub const ALL: &[Scenario] = &[
         about: "the seed's keepalived pair through the same cycles (figures for deploy/bench/seed-ha)",
         timeout_secs: 600,
         run: seed_ha::keepalived,
+    },
+    Scenario {
+        name: "health_seed",
+        about: "the seed's HTTP_GET run by lvs-agent on lb1/lb2: rs1's web server stops (out within 13 s, no failed connection) and starts (back with its weight)",
+        timeout_secs: 180,
+        run: health::agents,
+    },
+    Scenario {
+        name: "health_seed_keepalived",
+        about: "the same with the seed's keepalived pair (figures for deploy/bench/health)",
+        timeout_secs: 180,
+        run: health::keepalived,
     },
     Scenario {
         name: "three_ha",

@@ -75,7 +75,7 @@ const PREEMPTION_OVERLAP: Duration = Duration::from_secs(1);
 
 /// Who runs a director.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Kind {
+pub(crate) enum Kind {
     Agent,
     Keepalived,
 }
@@ -109,13 +109,19 @@ pub fn keepalived(ctx: &mut Ctx) -> Result<()> {
 }
 
 /// A running director.
-enum Director {
+pub(crate) enum Director {
     Agent(Agent),
     Keepalived(Keepalived),
 }
 
 impl Director {
-    fn start(ctx: &mut Ctx, topo: &Topology, kind: Kind, n: usize, dir: &Path) -> Result<Self> {
+    pub(crate) fn start(
+        ctx: &mut Ctx,
+        topo: &Topology,
+        kind: Kind,
+        n: usize,
+        dir: &Path,
+    ) -> Result<Self> {
         let ns = topo.ns(&format!("lb{n}"));
         Ok(match kind {
             Kind::Agent => {
@@ -136,7 +142,7 @@ impl Director {
         }
     }
 
-    fn stop(self, ctx: &mut Ctx) -> Result<()> {
+    pub(crate) fn stop(self, ctx: &mut Ctx) -> Result<()> {
         match self {
             Director::Agent(a) => a.stop(ctx),
             Director::Keepalived(k) => k.stop(ctx),
@@ -145,7 +151,7 @@ impl Director {
 }
 
 /// `keepalived` in a director's namespace with the seed's config for `ha_lb_0N`.
-struct Keepalived {
+pub(crate) struct Keepalived {
     child: Child,
     log: PathBuf,
     label: String,
