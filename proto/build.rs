@@ -20,6 +20,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     files.sort();
     println!("cargo:rerun-if-changed=lvs");
     let fds = protox::compile(&files, ["."])?;
-    prost_build::Config::new().compile_fds(fds)?;
+    prost_build::Config::new()
+        // The status reply is far larger than the other replies: boxed, the reply enum
+        // stays small.
+        .boxed(".lvs.v1.ControlReply.reply.status")
+        .compile_fds(fds)?;
     Ok(())
 }

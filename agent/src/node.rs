@@ -126,7 +126,7 @@ pub async fn run(config_files: &[PathBuf]) -> anyhow::Result<()> {
     let checks = health::runner::spawn(config.checks.clone());
     let mut verdicts = checks.verdicts();
     ipvs.health.verdicts = verdicts.borrow_and_update().clone();
-    let cluster = cluster::Stage::start(&config.node, &config.cluster).await?;
+    let cluster = cluster::Stage::start(&config.node, &config.cluster, checks.verdicts()).await?;
     // Without VIP groups the node owns none: the sync master never runs.
     let (_never_owns, mut owns_any) = watch::channel(false);
     if let Some(stage) = &cluster {

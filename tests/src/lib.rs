@@ -15,6 +15,7 @@ pub mod ipvs_rules;
 pub mod ipvsadm;
 pub mod scenario;
 pub mod scenarios;
+pub mod servers;
 pub mod shell;
 pub mod stream;
 pub mod topology;

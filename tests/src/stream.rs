@@ -130,25 +130,23 @@ pub fn stream_client(
         bail!("stream-client: RATE must be at least 1 round a second");
     }
     let pause = Duration::from_secs(1) / rate;
-    let mut streams = Vec::new();
-    for i in 0..conns {
-        let port = if first_port == 0 { 0 } else { first_port + i };
-        let source: SocketAddr = (std::net::Ipv4Addr::UNSPECIFIED, port).into();
-        let socket = Socket::new(Domain::for_address(target), Type::STREAM, None)?;
-        socket.set_reuse_address(true)?;
-        socket.bind(&source.into())?;
-        socket
-            .connect_timeout(&target.into(), REPLY_TIMEOUT)
-            .with_context(|| format!("connect {target} from port {port}"))?;
-        let stream: TcpStream = socket.into();
-        stream.set_read_timeout(Some(REPLY_TIMEOUT))?;
-        stream.set_nodelay(true)?;
-        streams.push(Some(stream));
-    }
     let mut summary = StreamSummary {
         conns: u32::from(conns),
         ..Default::default()
     };
+    let mut streams = Vec::new();
+    for i in 0..conns {
+        let port = if first_port == 0 { 0 } else { first_port + i };
+        // A connection that cannot be opened is a lost one, with its reason.
+        match open(target, port) {
+            Ok(stream) => streams.push(Some(stream)),
+            Err(e) => {
+                summary.errors += 1;
+                summary.first_error.get_or_insert_with(|| format!("{e:#}"));
+                streams.push(None);
+            }
+        }
+    }
     let end = Instant::now() + duration;
     let mut round = 0u64;
     while Instant::now() < end && !stop.load(Ordering::Relaxed) {
@@ -179,6 +177,23 @@ pub fn stream_client(
         thread::sleep(pause.saturating_sub(started.elapsed()));
     }
     Ok(summary)
+}
+
+/// One connection to `target` from source `port` (0: any).
+fn open(target: SocketAddr, port: u16) -> Result<TcpStream> {
+    let source: SocketAddr = (std::net::Ipv4Addr::UNSPECIFIED, port).into();
+    let socket = Socket::new(Domain::for_address(target), Type::STREAM, None)?;
+    socket.set_reuse_address(true)?;
+    socket
+        .bind(&source.into())
+        .with_context(|| format!("bind source port {port}"))?;
+    socket
+        .connect_timeout(&target.into(), REPLY_TIMEOUT)
+        .with_context(|| format!("connect {target} from port {port}"))?;
+    let stream: TcpStream = socket.into();
+    stream.set_read_timeout(Some(REPLY_TIMEOUT))?;
+    stream.set_nodelay(true)?;
+    Ok(stream)
 }
 
 /// A flag set when standard input ends: the lab closes a client's stdin to stop it.

@@ -5,16 +5,13 @@
 //!   connections per VIP at 10 and 1 lines/s through a crash of lb1, a batch opened
 //!   during the outage and the fail-back: none lost, never two holders;
 //! - `seed_ha_mixed`: lb1 lvs-agent next to lb2 running the seed's keepalived.conf
-//!   and notify script: crash and fail-back of each side, none lost;
-//! - `health_seed`: the seed's HTTP_GET run by lvs-agent: rs1's web server stops
-//!   (rs1 leaves both directors' tables within the check's bound, no new connection
-//!   fails) and starts again (rs1 back with its weight).
+//!   and notify script: crash and fail-back of each side, none lost.
 use lvs_tests::vm::Lab;
 
 #[test]
 fn seed_services_and_failover_in_the_vm() {
     let lab = Lab::new(env!("CARGO_BIN_EXE_lvs-lab-guest")).expect("lab cannot start");
-    lab.run(&["seed_dr", "seed_ha", "seed_ha_mixed", "health_seed"])
+    lab.run(&["seed_dr", "seed_ha", "seed_ha_mixed"])
         .expect("VM did not run")
         .print_and_assert();
 }

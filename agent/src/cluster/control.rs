@@ -97,7 +97,7 @@ async fn answer(mut stream: UnixStream, cluster: &ClusterHandle) -> anyhow::Resu
         Ok(ControlRequest {
             request: Some(Request::Status(_)),
         }) => match cluster.status().await {
-            Ok(status) => Reply::Status(status),
+            Ok(status) => Reply::Status(Box::new(status)),
             Err(e) => Reply::Error(e.to_string()),
         },
     };
@@ -171,6 +171,32 @@ pub fn format_status(status: &StatusReply) -> String {
             dash(&g.foreign_master)
         );
     }
+    for svc in &status.services {
+        out += &format!(
+            "service {} healthy {}/{}\n",
+            svc.service, svc.healthy, svc.total
+        );
+        for rs in &svc.troubled {
+            let here = if rs.up { "up" } else { "down" };
+            let disagree = if (rs.up && !rs.down_on.is_empty()) || (!rs.up && !rs.up_on.is_empty())
+            {
+                " DISAGREE"
+            } else {
+                ""
+            };
+            let reason = if rs.last_failure.is_empty() {
+                String::new()
+            } else {
+                format!(" ({})", rs.last_failure)
+            };
+            out += &format!(
+                "  real-server {} {here}{reason} down-on [{}] up-on [{}]{disagree}\n",
+                rs.real_server,
+                rs.down_on.join(" "),
+                rs.up_on.join(" ")
+            );
+        }
+    }
     for (reason, count) in &status.vrrp_dropped {
         out += &format!("vrrp-dropped {reason} {count}\n");
     }
@@ -178,4 +204,35 @@ pub fn format_status(status: &StatusReply) -> String {
         out += &format!("gossip {name} {count}\n");
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use lvs_proto::v1::{RealServerStatus, ServiceStatus};
+
+    #[test]
+    fn status_lists_services_and_flags_disagreement() {
+        let status = StatusReply {
+            node_id: "lb1".into(),
+            services: vec![ServiceStatus {
+                service: "tcp 10.0.0.10:80".into(),
+                healthy: 1,
+                total: 2,
+                troubled: vec![RealServerStatus {
+                    real_server: "172.16.0.100:80".into(),
+                    up: false,
+                    last_failure: "GET /: status 503".into(),
+                    down_on: vec![],
+                    up_on: vec!["lb2".into()],
+                }],
+            }],
+            ..StatusReply::default()
+        };
+        assert_eq!(
+            format_status(&status),
+            "node lb1\nservice tcp 10.0.0.10:80 healthy 1/2\n  real-server 172.16.0.100:80 down \
+             (GET /: status 503) down-on [] up-on [lb2] DISAGREE\n"
+        );
+    }
 }

@@ -28,6 +28,7 @@ mod silence;
 mod uplink;
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use anyhow::Context as _;
 use lvs_proto::v1::StatusReply;
@@ -35,6 +36,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tracing::Instrument as _;
 
 use crate::config::{ClusterConfig, NodeConfig};
+use crate::health::Verdicts;
 use crate::membership::KeyRing;
 use runtime::{Command, Runtime};
 
@@ -52,10 +54,14 @@ pub struct Stopped;
 
 /// Starts membership, opens the VIP interfaces (removing VIPs left from a previous run)
 /// and spawns the cluster task. Must run inside a tokio runtime, as root.
-pub async fn start(node: NodeConfig, cluster: ClusterConfig) -> anyhow::Result<ClusterHandle> {
+pub async fn start(
+    node: NodeConfig,
+    cluster: ClusterConfig,
+    verdicts: watch::Receiver<Arc<Verdicts>>,
+) -> anyhow::Result<ClusterHandle> {
     let (owns_tx, owns_any) = watch::channel(false);
     let span = tracing::info_span!("cluster", node = %node.id);
-    let (runtime, members, uplinks) = Runtime::start(node, cluster, owns_tx)
+    let (runtime, members, uplinks) = Runtime::start(node, cluster, owns_tx, verdicts)
         .instrument(span.clone())
         .await
         .context("starting the cluster runtime")?;
@@ -208,11 +214,12 @@ impl Stage {
     pub async fn start(
         node: &NodeConfig,
         cluster: &ClusterConfig,
+        verdicts: watch::Receiver<Arc<Verdicts>>,
     ) -> anyhow::Result<Option<Stage>> {
         if cluster.vip_groups.is_empty() {
             return Ok(None);
         }
-        let handle = start(node.clone(), cluster.clone()).await?;
+        let handle = start(node.clone(), cluster.clone(), verdicts).await?;
         let control = control::serve(&node.control_socket, handle.clone())?;
         Ok(Some(Stage {
             handle,

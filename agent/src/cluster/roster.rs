@@ -273,6 +273,7 @@ mod tests {
             config_digest: 1,
             held: held.iter().map(|s| s.to_string()).collect(),
             drain: false,
+            health: Default::default(),
         })
     }
 
@@ -373,6 +374,7 @@ mod tests {
                 config_digest: 1,
                 held: vec!["g1".into()],
                 drain: false,
+                health: Default::default(),
             }],
         };
         assert!(r.apply(&snapshot, 50));

@@ -8,6 +8,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context as _};
@@ -26,6 +27,7 @@ use super::router::{Effect, Input, Router, Settings, View};
 use super::silence::Silences;
 use super::uplink::{Uplink, UplinkEvent};
 use crate::config::{ClusterConfig, NodeConfig, VipGroup};
+use crate::health::{view::HealthView, Health, Verdicts};
 use crate::membership::{
     self, Claims, ClusterKey, Conflict, KeyRing, MembershipConfig, MembershipEvent,
     MembershipHandle,
@@ -119,6 +121,11 @@ pub(super) struct Runtime {
     /// An older live process uses this node's id (at that gossip address): this one,
     /// the newer, holds nothing until it is gone.
     stand_back: Option<SocketAddr>,
+    /// This node's health verdicts (shown by status), and as published in its claims
+    /// (computed at each change: one bit per real server).
+    health: Health,
+    health_view: HealthView,
+    verdicts: watch::Receiver<Arc<Verdicts>>,
 }
 
 /// The SWIM LAN preset with every timer scaled by `probe_period` / 1 s.
@@ -226,6 +233,7 @@ impl Runtime {
         node: NodeConfig,
         cluster: ClusterConfig,
         owns_any: watch::Sender<bool>,
+        verdicts: watch::Receiver<Arc<Verdicts>>,
     ) -> anyhow::Result<(
         Self,
         mpsc::Receiver<MembershipEvent>,
@@ -253,6 +261,7 @@ impl Runtime {
             ms(node.gossip_probe_period * 10)
         };
         let own = std::iter::once(node.address).chain(vrrp_sources);
+        let initial_verdicts = Arc::clone(&verdicts.borrow());
         let mut runtime = Runtime {
             roster: Roster::new(node.id.as_str(), own),
             specs: decide::group_specs(&cluster),
@@ -288,7 +297,11 @@ impl Runtime {
             differing: BTreeSet::new(),
             conflicts: Vec::new(),
             stand_back: None,
+            health: Health::new(initial_verdicts),
+            health_view: HealthView::default(),
+            verdicts,
         };
+        runtime.health_view = HealthView::of(&runtime.cluster, &runtime.health);
         runtime.remove_stale_vips().await;
         Ok((runtime, member_events, uplink_events))
     }
@@ -333,11 +346,17 @@ impl Runtime {
         mut commands: mpsc::Receiver<Command>,
     ) {
         let mut silent = self.membership.silent_peers();
+        let mut verdicts = self.verdicts.clone();
         self.reconcile().await;
         loop {
             let wake = self.next_wake();
             tokio::select! {
                 Some(event) = members.recv() => self.on_membership(event).await,
+                // Published at the end of the turn, with the claims.
+                Ok(()) = verdicts.changed() => {
+                    self.health.verdicts = verdicts.borrow_and_update().clone();
+                    self.health_view = HealthView::of(&self.cluster, &self.health);
+                }
                 Ok(()) = silent.changed() => {
                     let now_silent = silent.borrow_and_update().clone();
                     self.on_silence(&now_silent).await;
@@ -571,6 +590,7 @@ impl Runtime {
         self.specs = decide::group_specs(&cluster);
         self.digest = decide::config_digest(&cluster);
         self.cluster = cluster;
+        self.health_view = HealthView::of(&self.cluster, &self.health);
         for group in changed {
             self.readdress(group).await;
         }
@@ -976,6 +996,7 @@ impl Runtime {
             drain: self.drained,
             config_digest: self.digest,
             held: self.held.keys().cloned().collect(),
+            health: self.health_view.clone(),
         };
         if claims != self.claims {
             if self.membership.set_claims(claims.clone()).await.is_err() {

@@ -19,6 +19,7 @@ pub use model::{
     SyncConfig, UrlCheck, VipGroup, VrrpObey, DEFAULT_CONTROL_PORT, DEFAULT_GOSSIP_PORT,
 };
 pub use types::{
-    family_label, family_name, AuthType, CheckKind, Family, Forwarding, NodeId, Priority, Protocol,
-    SchedFlag, Scheduler, StatusRange, TunnelChecksum, TunnelType, VipAddress, VrrpVersion,
+    family_label, family_name, AuthType, CheckKind, DnsType, Family, Forwarding, NodeId, Priority,
+    Protocol, SchedFlag, Scheduler, StatusRange, TunnelChecksum, TunnelType, VipAddress,
+    VrrpVersion,
 };

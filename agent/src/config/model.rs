@@ -541,6 +541,10 @@ pub struct Check {
     pub misc_timeout: Option<Duration>,
     #[serde(default)]
     pub misc_dynamic: bool,
+    /// dns_check: the query's type; default `SOA` (keepalived's).
+    pub dns_type: Option<DnsType>,
+    /// dns_check: the name queried; default `.` (keepalived's).
+    pub dns_name: Option<String>,
 }
 
 impl Check {

@@ -80,11 +80,34 @@ keyword_enum!(
 );
 
 keyword_enum!(
-    /// Health check kind (keepalived HTTP_GET, SSL_GET, TCP_CHECK, MISC_CHECK).
+    /// Health check kind (keepalived HTTP_GET, SSL_GET, TCP_CHECK, MISC_CHECK, DNS_CHECK).
     CheckKind, "check kind" {
         HttpGet = "http_get", SslGet = "ssl_get", TcpCheck = "tcp_check", MiscCheck = "misc_check",
+        DnsCheck = "dns_check",
     }
 );
+
+keyword_enum!(
+    /// A `dns_check` query's type (keepalived DNS_CHECK `type`).
+    DnsType, "DNS query type" {
+        A = "A", Ns = "NS", Cname = "CNAME", Soa = "SOA", Mx = "MX", Txt = "TXT", Aaaa = "AAAA",
+    }
+);
+
+impl DnsType {
+    /// The type's number on the wire (RFC 1035 §3.2.2, RFC 3596).
+    pub fn code(self) -> u16 {
+        match self {
+            DnsType::A => 1,
+            DnsType::Ns => 2,
+            DnsType::Cname => 5,
+            DnsType::Soa => 6,
+            DnsType::Mx => 15,
+            DnsType::Txt => 16,
+            DnsType::Aaaa => 28,
+        }
+    }
+}
 
 keyword_enum!(
     /// VRRP authentication type; only the cleartext one of VRRPv2 (keepalived `PASS`).

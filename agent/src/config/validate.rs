@@ -488,6 +488,7 @@ fn check_health_check(r: &mut Report, path: &str, c: &Check) {
     let at = |key: &str| format!("{path}.{key}");
     let http = matches!(c.kind, CheckKind::HttpGet | CheckKind::SslGet);
     let misc = c.kind == CheckKind::MiscCheck;
+    let dns = c.kind == CheckKind::DnsCheck;
     if c.delay_loop.is_some_and(|d| d.is_zero()) {
         r.err(at("delay_loop"), "must be above 0");
     }
@@ -513,14 +514,21 @@ fn check_health_check(r: &mut Report, path: &str, c: &Check) {
         r,
         "connect_port",
         misc && c.connect_port.is_some(),
-        "http_get, ssl_get or tcp_check",
+        "http_get, ssl_get, tcp_check or dns_check",
     );
     only(
         r,
         "connect_ip",
         misc && c.connect_ip.is_some(),
-        "http_get, ssl_get or tcp_check",
+        "http_get, ssl_get, tcp_check or dns_check",
     );
+    only(r, "dns_type", !dns && c.dns_type.is_some(), "dns_check");
+    only(r, "dns_name", !dns && c.dns_name.is_some(), "dns_check");
+    if let Some(name) = &c.dns_name {
+        if let Err(e) = dns_name_ok(name) {
+            r.err(at("dns_name"), e);
+        }
+    }
     only(
         r,
         "misc_timeout",
@@ -563,6 +571,25 @@ fn check_health_check(r: &mut Report, path: &str, c: &Check) {
             }
         }
     }
+}
+
+/// A name a DNS query can carry: labels of 1..=63 bytes, at most 253 in all
+/// (RFC 1035 §2.3.4); `.` is the root.
+pub fn dns_name_ok(name: &str) -> Result<(), String> {
+    let trimmed = name.strip_suffix('.').unwrap_or(name);
+    if trimmed.is_empty() {
+        return Ok(());
+    }
+    if trimmed.len() > 253 {
+        return Err(format!("{name:?} is longer than 253 bytes"));
+    }
+    if let Some(label) = trimmed.split('.').find(|l| l.is_empty() || l.len() > 63) {
+        return Err(format!(
+            "{name:?} has a label of {} bytes (1..=63)",
+            label.len()
+        ));
+    }
+    Ok(())
 }
 
 /// A service key in config words: `tcp 10.0.0.10:80`, `fwmark 7 inet`.

@@ -6,18 +6,22 @@
 //!   `delay_loop`, `alpha`), pure.
 //! - [`pool`]: a service's pool from its real servers' health (`quorum`,
 //!   `hysteresis`, `sorry_server`, `inhibit_on_failure`), pure.
-//! - [`probe`], [`tls`]: the probes (`tcp_check`, `http_get`, `ssl_get`, `misc_check`).
+//! - [`probe`], [`tls`], [`dns`]: the probes (`tcp_check`, `http_get`, `ssl_get`,
+//!   `misc_check`, `dns_check`).
 //! - [`runner`]: the task that schedules the probes and publishes the verdicts.
+//! - [`view`]: the verdicts as one bit per real server, for gossip and status.
 //!
 //! Every director runs its own probes and acts on them: its own path to a real
 //! server is the one its traffic takes. A real server is up when all its checks are.
 
 pub mod checker;
+pub mod dns;
 pub mod pool;
 pub mod probe;
 pub mod runner;
 pub mod spec;
 mod tls;
+pub mod view;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -40,6 +44,14 @@ pub struct Health {
 }
 
 impl Health {
+    /// Verdicts as published, every quorum state at its start.
+    pub fn new(verdicts: Arc<Verdicts>) -> Self {
+        Health {
+            verdicts,
+            quorum_up: BTreeMap::new(),
+        }
+    }
+
     /// Real server `rs` of `service`: up when every check is (a check with no verdict
     /// yet counts as its initial state: up, or down under `alpha`); its weight is a
     /// dynamic check's, else the configured one.

@@ -8,13 +8,13 @@ use std::time::Duration;
 use md5::{Digest as _, Md5};
 use rustls::pki_types::ServerName;
 use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _};
-use tokio::net::TcpStream;
+use tokio::net::{TcpStream, UdpSocket};
 use tokio::process::Command;
 use tokio::time::timeout;
 
 use super::checker::Outcome;
 use super::spec::{Probe, Url};
-use super::tls;
+use super::{dns, tls};
 
 /// The most of a reply body read (and hashed for `digest`): keepalived reads the
 /// whole page; a health page larger than this is a misconfiguration.
@@ -39,7 +39,39 @@ pub async fn run(probe: &Probe, limit: Duration) -> Outcome {
             Err(_) => Outcome::Fail(format!("no complete reply after {}", secs(limit))),
         },
         Probe::Misc { command, dynamic } => misc(command, *dynamic, limit).await,
+        Probe::Dns {
+            target,
+            name,
+            qtype,
+        } => match timeout(limit, dns_query(*target, name, *qtype)).await {
+            Ok(Ok(())) => Outcome::Pass { weight: None },
+            Ok(Err(reason)) => Outcome::Fail(reason),
+            Err(_) => Outcome::Fail(format!("no DNS reply after {}", secs(limit))),
+        },
     }
+}
+
+/// One query from a fresh socket; the first datagram back is the reply.
+async fn dns_query(target: SocketAddr, name: &str, qtype: u16) -> Result<(), String> {
+    let local: SocketAddr = if target.is_ipv4() {
+        (std::net::Ipv4Addr::UNSPECIFIED, 0).into()
+    } else {
+        (std::net::Ipv6Addr::UNSPECIFIED, 0).into()
+    };
+    let socket = UdpSocket::bind(local)
+        .await
+        .map_err(|e| format!("DNS socket: {e}"))?;
+    let id: u16 = rand::random();
+    socket
+        .send_to(&dns::query(id, name, qtype), target)
+        .await
+        .map_err(|e| format!("DNS query to {target}: {e}"))?;
+    let mut buf = [0; 4096];
+    let (n, _) = socket
+        .recv_from(&mut buf)
+        .await
+        .map_err(|e| format!("DNS reply from {target}: {e}"))?;
+    dns::judge(id, &buf[..n])
 }
 
 async fn connect(target: SocketAddr, limit: Duration) -> Result<TcpStream, String> {

@@ -222,6 +222,7 @@ impl fmt::Display for Show<'_> {
                 write!(f, "{kind} {target} {}", paths.join(","))
             }
             Probe::Misc { command, .. } => write!(f, "misc_check {command:?}"),
+            Probe::Dns { target, name, .. } => write!(f, "dns_check {target} {name}"),
         }
     }
 }

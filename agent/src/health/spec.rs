@@ -5,7 +5,7 @@
 
 use std::net::SocketAddr;
 
-use crate::config::{CheckKind, RealServer, Service};
+use crate::config::{CheckKind, DnsType, RealServer, Service};
 
 use super::checker::Timing;
 
@@ -35,6 +35,12 @@ pub enum Probe {
     },
     /// `misc_check`: the command exits 0 (or 2..255 with `misc_dynamic`).
     Misc { command: String, dynamic: bool },
+    /// `dns_check`: a query of `qtype` for `name` gets an answer.
+    Dns {
+        target: SocketAddr,
+        name: String,
+        qtype: u16,
+    },
 }
 
 /// A check as the runner keeps it: equal keys are probed once.
@@ -77,6 +83,14 @@ pub fn checks(service: &Service, rs: &RealServer) -> Vec<CheckKey> {
                                 digest: u.digest.as_ref().map(|d| d.to_ascii_lowercase()),
                             })
                             .collect(),
+                    },
+                    c.connect_timeout,
+                ),
+                CheckKind::DnsCheck => (
+                    Probe::Dns {
+                        target,
+                        name: c.dns_name.clone().unwrap_or_else(|| ".".to_owned()),
+                        qtype: c.dns_type.unwrap_or(DnsType::Soa).code(),
                     },
                     c.connect_timeout,
                 ),

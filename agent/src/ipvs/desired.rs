@@ -259,4 +259,89 @@ forwarding = "dr"
         assert!(scope(&c).contains(&key));
         assert!(scope(&c).addrs.is_empty());
     }
+
+    /// A service with `weights.len()` real servers (each with a tcp_check, some under
+    /// inhibit_on_failure), a quorum, a hysteresis and maybe a sorry server.
+    fn health_cluster(
+        weights: &[(u32, bool)],
+        quorum: u32,
+        hysteresis: u32,
+        sorry: bool,
+    ) -> ClusterConfig {
+        let mut text = format!(
+            "[cluster]\nname = \"t\"\n[[service]]\nvip = \"198.51.100.1\"\nport = 80\n\
+             quorum = {quorum}\nhysteresis = {hysteresis}\n"
+        );
+        if sorry {
+            text += "sorry_server = { address = \"192.0.2.99\", port = 80 }\n";
+        }
+        for (i, (weight, inhibit)) in weights.iter().enumerate() {
+            text += &format!(
+                "[[service.real_server]]\naddress = \"192.0.2.{}\"\nport = 80\nweight = {weight}\n\
+                 inhibit_on_failure = {inhibit}\n[[service.real_server.check]]\nkind = \"tcp_check\"\n",
+                i + 1
+            );
+        }
+        cluster(&text)
+    }
+
+    /// Destinations of the one service, by address.
+    fn dests(state: &[VirtualService]) -> std::collections::BTreeMap<SocketAddr, Destination> {
+        state[0].destinations.iter().map(|d| (d.addr, *d)).collect()
+    }
+
+    proptest::proptest! {
+        /// For any sequence of verdicts, the writes the plan makes from one desired
+        /// state to the next are exactly the destinations that differ: no spurious
+        /// write, none missing.
+        #[test]
+        fn verdict_changes_write_only_what_changed(
+            servers in proptest::collection::vec((0u32..4, proptest::bool::ANY), 1..5),
+            quorum in 1u32..4,
+            hysteresis in 0u32..3,
+            sorry in proptest::bool::ANY,
+            steps in proptest::collection::vec(proptest::collection::vec(proptest::bool::ANY, 5), 1..20),
+        ) {
+            let hysteresis = hysteresis.min(quorum - 1);
+            let c = health_cluster(&servers, quorum, hysteresis, sorry);
+            let svc = &c.services[0];
+            let mut health = Health::default();
+            let scope = scope(&c);
+            let mut table = crate::ipvs::plan::tests::table_of(&[]);
+            let mut before = std::collections::BTreeMap::new();
+            for up in steps {
+                let verdicts = svc
+                    .real_servers
+                    .iter()
+                    .zip(&up)
+                    .flat_map(|(rs, &up)| {
+                        crate::health::spec::checks(svc, rs).into_iter().map(move |k| {
+                            (k, crate::health::Verdict { up, weight: None, last_failure: None })
+                        })
+                    })
+                    .collect();
+                health.verdicts = std::sync::Arc::new(verdicts);
+                let desired = services(&c, &mut health);
+                let actual = crate::ipvs::plan::tests::state_of(&table);
+                let ops = crate::ipvs::plan::plan(&desired, &actual, &scope);
+                let after = dests(&desired);
+                let differ = before
+                    .keys()
+                    .chain(after.keys())
+                    .collect::<std::collections::BTreeSet<_>>()
+                    .into_iter()
+                    .filter(|a| before.get(*a) != after.get(*a))
+                    .count();
+                let destination_ops = ops
+                    .iter()
+                    .filter(|op| !matches!(op, crate::ipvs::model::Op::AddService(_)))
+                    .count();
+                proptest::prop_assert_eq!(destination_ops, differ, "{:?}", ops);
+                for op in &ops {
+                    crate::ipvs::plan::tests::apply(&mut table, op).map_err(proptest::test_runner::TestCaseError::fail)?;
+                }
+                before = after;
+            }
+        }
+    }
 }

@@ -11,10 +11,11 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use lvs_proto::v1::GossipClaims;
+use lvs_proto::v1::{GossipClaims, GossipHealth};
 use tokio::time::Instant;
 
 use super::{events::PeerClaims, Claims};
+use crate::health::view::HealthView;
 
 #[derive(Debug)]
 pub struct ClaimsState {
@@ -42,20 +43,30 @@ impl ClaimsState {
     /// Replaces this node's claims; when they changed, they are due at once.
     pub fn set(&mut self, claims: &Claims, now: Instant) {
         let own = &mut self.own;
-        if (own.ready, own.drain, own.config_digest, &own.held)
-            == (
-                claims.ready,
-                claims.drain,
-                claims.config_digest,
-                &claims.held,
-            )
-        {
+        let health = GossipHealth {
+            services_digest: claims.health.services_digest,
+            down: claims.health.down.clone(),
+        };
+        if (
+            own.ready,
+            own.drain,
+            own.config_digest,
+            &own.held,
+            &own.health,
+        ) == (
+            claims.ready,
+            claims.drain,
+            claims.config_digest,
+            &claims.held,
+            &Some(health.clone()),
+        ) {
             return;
         }
         own.ready = claims.ready;
         own.drain = claims.drain;
         own.config_digest = claims.config_digest;
         own.held.clone_from(&claims.held);
+        own.health = Some(health);
         own.sequence += 1;
         self.next_send = now;
     }
@@ -106,6 +117,13 @@ impl ClaimsState {
             config_digest: m.config_digest,
             held: m.held,
             drain: m.drain,
+            health: m
+                .health
+                .map(|h| HealthView {
+                    services_digest: h.services_digest,
+                    down: h.down,
+                })
+                .unwrap_or_default(),
         };
         match self.heard.get_mut(&claims.node_id) {
             Some((newest, _)) if stamp <= *newest => None,
@@ -138,6 +156,7 @@ mod tests {
             config_digest: 7,
             held: held.iter().map(|s| s.to_string()).collect(),
             drain: false,
+            health: HealthView::default(),
         }
     }
 
@@ -211,6 +230,7 @@ mod tests {
                 config_digest: seq,
                 held: vec![],
                 drain: false,
+                health: None,
             };
             let mut last = None;
             for seq in order.iter().copied() {

@@ -101,6 +101,8 @@ pub struct PeerClaims {
     pub held: Vec<String>,
     /// Drained by the operator.
     pub drain: bool,
+    /// Its health verdicts.
+    pub health: crate::health::view::HealthView,
 }
 
 /// foca's live (alive or suspect) members, keyed like foca keys them.

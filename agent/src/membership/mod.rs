@@ -53,6 +53,7 @@ pub use keyring::{
     new_key_text, write_new_key_file, ClusterKey, KeyError, KeyRing, OpenError, Opened, Origin,
 };
 
+use crate::health::view::HealthView;
 pub(crate) use codec::ProtoCodec;
 use conflict::ConflictDetector;
 use counters::Counters;
@@ -125,6 +126,8 @@ pub struct Claims {
     pub held: Vec<String>,
     /// Drained by the operator: given a group only when no undrained node can take it.
     pub drain: bool,
+    /// Its health verdicts, for status.
+    pub health: HealthView,
 }
 
 /// Everything one membership instance needs.

@@ -12,7 +12,7 @@ use anyhow::{bail, Context, Result};
 use lvs_tests::fetch::fetch_many;
 use lvs_tests::shell::Shell;
 use lvs_tests::topology::{Topology, TopologySpec};
-use lvs_tests::{guest, ipvs_bench, scenario, stream};
+use lvs_tests::{guest, ipvs_bench, scenario, servers, stream};
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -50,6 +50,23 @@ fn real_main() -> Result<()> {
             Ok(())
         }
         ["echo-server", listen] => stream::echo_server(parse(listen, "LISTEN_ADDR:PORT")?),
+        ["listen-many", addr, first_port, count, tally] => {
+            let accepted = servers::listen_many(
+                parse(addr, "ADDRESS")?,
+                parse(first_port, "FIRST_PORT")?,
+                parse(count, "COUNT")?,
+                std::path::Path::new(tally),
+                &stream::stop_on_stdin_eof(),
+            )?;
+            println!("accepted={accepted}");
+            Ok(())
+        }
+        ["tls-server", listen] => servers::tls_server(parse(listen, "LISTEN_ADDR:PORT")?),
+        ["dns-server", listen, name, addr] => servers::dns_server(
+            parse(listen, "LISTEN_ADDR:PORT")?,
+            name,
+            parse(addr, "IPV4_ADDRESS")?,
+        ),
         ["stream-client", addr, conns, secs, first_port, rate] => {
             let summary = stream::stream_client(
                 parse(addr, "ADDR:PORT")?,
@@ -76,6 +93,8 @@ fn real_main() -> Result<()> {
         _ => bail!(
             "usage: lvs-lab-guest run | shell | fetch ADDR:PORT COUNT FIRST_SOURCE_PORT\n\
              | echo-server LISTEN_ADDR:PORT | stream-client ADDR:PORT CONNS SECONDS FIRST_SOURCE_PORT RATE\n\
+             | tls-server LISTEN_ADDR:PORT | dns-server LISTEN_ADDR:PORT NAME IPV4_ADDRESS\n\
+             | listen-many ADDRESS FIRST_PORT COUNT TALLY_FILE\n\
              | ipvs-bench SERVICES DESTS"
         ),
     }

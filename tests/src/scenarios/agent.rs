@@ -24,6 +24,18 @@ impl Agent {
     /// Starts `lvs-agent run -c CONFIG EXTRA...` in `ns` (or the current
     /// namespace), with `RUST_LOG=info` unless the environment says otherwise.
     pub fn start(ctx: &mut Ctx, ns: Option<&str>, config: &Path, extra: &[&str]) -> Result<Agent> {
+        let level = std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into());
+        Self::start_logging(ctx, ns, config, extra, &level)
+    }
+
+    /// [`Agent::start`] with `RUST_LOG=level`.
+    pub fn start_logging(
+        ctx: &mut Ctx,
+        ns: Option<&str>,
+        config: &Path,
+        extra: &[&str],
+        level: &str,
+    ) -> Result<Agent> {
         let bin = ctx.guest_tool().with_file_name("lvs-agent");
         let label = ns.unwrap_or("root").to_string();
         // One file per start: a restarted agent's log does not overwrite the first's.
@@ -47,10 +59,7 @@ impl Agent {
         // `ip netns exec` execs the agent: the child's pid is the agent's.
         let child = Command::new(&argv[0])
             .args(&argv[1..])
-            .env(
-                "RUST_LOG",
-                std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
-            )
+            .env("RUST_LOG", level)
             .stdin(Stdio::null())
             .stdout(out.try_clone()?)
             .stderr(out)

@@ -59,6 +59,29 @@ fn run(ctx: &mut Ctx, kind: Kind, strict: bool) -> Result<()> {
     let got = topo.fetch(&mut ctx.sh, "client", "10.0.0.10".parse()?, FETCHES)?;
     let fetch_errors = got.errors;
     ctx.sh.note(format!("after rs1 left: {got}"));
+    if kind == Kind::Agent {
+        // Each director's verdicts reach the other by gossip: lb1's status shows rs1
+        // down on both, with lb1's own reason.
+        let agent = ctx.guest_tool().with_file_name("lvs-agent");
+        let status = format!(
+            "{} status --socket /run/lvs-agent-lb1.sock",
+            agent.display()
+        );
+        let mut last = String::new();
+        let shown = wait_until(Duration::from_secs(10), || {
+            last = quiet(&directors_ns[0], &["sh", "-c", &status])?;
+            Ok(last.contains(&format!("service tcp {SERVICE} healthy 1/2"))
+                && last.contains(&format!(
+                    "real-server {RS1} down (connect to {RS1}: Connection refused"
+                ))
+                && last.contains("down-on [ha_lb_02] up-on []"))
+        })?;
+        ctx.sh.note(format!("[lb1]# lvs-agent status\n{last}"));
+        ctx.check(
+            shown,
+            "lvs-agent status on lb1: 1/2 healthy, rs1 down with its reason, down on ha_lb_02 too",
+        )?;
+    }
 
     let started = Instant::now();
     let rs1_www = topo.www("rs1").to_string_lossy().into_owned();

@@ -7,6 +7,8 @@ mod agent_restart;
 mod bench;
 mod demo;
 mod health;
+mod health_bench;
+mod health_kinds;
 mod ipvs_drift;
 mod ipvs_parity;
 mod ipvs_sync;
@@ -59,6 +61,18 @@ pub const ALL: &[Scenario] = &[
         about: "the same with the seed's keepalived pair (figures for deploy/bench/health)",
         timeout_secs: 180,
         run: health::keepalived,
+    },
+    Scenario {
+        name: "health_kinds",
+        about: "lvs-agent runs tcp_check (inhibit_on_failure), ssl_get (self-signed), misc_check (misc_dynamic), dns_check and a quorum with a sorry server: rs1 fails and recovers",
+        timeout_secs: 180,
+        run: health_kinds::run,
+    },
+    Scenario {
+        name: "health_bench",
+        about: "benchmark: 10,000 real servers with a 1 s TCP check, keepalived's checker then lvs-agent: probes/s, CPU, RSS, mass change",
+        timeout_secs: 1800,
+        run: health_bench::run,
     },
     Scenario {
         name: "three_ha",

@@ -1,6 +1,8 @@
 //! `lvs-agent status`: this node's view of the cluster.
 
-use lvs_proto::v1::{GroupStatus, MemberStatus, StatusReply};
+use lvs_proto::v1::{GroupStatus, MemberStatus, RealServerStatus, ServiceStatus, StatusReply};
+
+use crate::health::{self, view::HealthView};
 
 use super::Runtime;
 
@@ -60,6 +62,7 @@ impl Runtime {
                 }
             })
             .collect();
+        let services = self.services_status();
         StatusReply {
             node_id: self.node.id.to_string(),
             members,
@@ -79,6 +82,61 @@ impl Runtime {
                 .into_iter()
                 .map(|(k, v)| (k.to_owned(), v))
                 .collect(),
+            services,
         }
+    }
+
+    /// Each service's real servers as this node sees them, and the ones that are down
+    /// here or on a peer (peers with other services are not compared).
+    fn services_status(&self) -> Vec<ServiceStatus> {
+        let ours = &self.health_view;
+        let peers: Vec<(&String, &HealthView)> = self
+            .roster
+            .live_claims()
+            .map(|(id, c)| (id, &c.health))
+            .filter(|(_, v)| v.services_digest == ours.services_digest)
+            .collect();
+        let mut index = 0;
+        let mut out = Vec::new();
+        for s in &self.cluster.services {
+            let mut status = ServiceStatus {
+                service: s.key().map_or_else(String::new, |k| k.to_string()),
+                total: s.real_servers.len() as u32,
+                ..ServiceStatus::default()
+            };
+            for rs in &s.real_servers {
+                let up = self.health.member(s, rs).up;
+                status.healthy += u32::from(up);
+                let (down_on, up_on): (Vec<&String>, Vec<&String>) = peers
+                    .iter()
+                    .map(|(id, v)| (*id, v.is_down(index)))
+                    .fold((Vec::new(), Vec::new()), |(mut d, mut u), (id, down)| {
+                        if down {
+                            d.push(id)
+                        } else {
+                            u.push(id)
+                        }
+                        (d, u)
+                    });
+                if !up || !down_on.is_empty() {
+                    let last_failure = health::spec::checks(s, rs)
+                        .iter()
+                        .filter_map(|k| self.health.verdicts.get(k))
+                        .find(|v| !v.up)
+                        .and_then(|v| v.last_failure.clone())
+                        .unwrap_or_default();
+                    status.troubled.push(RealServerStatus {
+                        real_server: format!("{}:{}", rs.address, rs.port.unwrap_or(0)),
+                        up,
+                        last_failure,
+                        down_on: down_on.into_iter().cloned().collect(),
+                        up_on: up_on.into_iter().cloned().collect(),
+                    });
+                }
+                index += 1;
+            }
+            out.push(status);
+        }
+        out
     }
 }
