@@ -1,6 +1,7 @@
 //! `lvs-agent run` as a scenario's child process (optionally in a network
 //! namespace), its log kept in a file whose tail goes into the transcript.
 use crate::scenario::Ctx;
+use crate::topology::Topology;
 use anyhow::{bail, Context, Result};
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -197,6 +198,22 @@ pub struct Stream<'a> {
 pub struct Background(Vec<Child>);
 
 impl Background {
+    /// An echo server (`lvs-lab-guest echo-server`) on every real server of `topo`,
+    /// listening on `port`.
+    pub fn echo_servers(ctx: &mut Ctx, topo: &Topology, port: u16) -> Result<Background> {
+        let tool = ctx.guest_tool().to_string_lossy().into_owned();
+        let mut procs = Background::default();
+        for i in 1..=topo.spec().real_servers.len() {
+            let listen = format!("0.0.0.0:{port}");
+            procs.spawn(
+                ctx,
+                &topo.ns(&format!("rs{i}")),
+                &[&tool, "echo-server", &listen],
+            )?;
+        }
+        Ok(procs)
+    }
+
     /// Starts `argv` in `ns` with stdin and stdout piped (for [`Background::stop`]
     /// and [`Background::finish`]) and stderr to the console.
     pub fn spawn(&mut self, ctx: &mut Ctx, ns: &str, argv: &[&str]) -> Result<usize> {

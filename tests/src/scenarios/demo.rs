@@ -56,12 +56,7 @@ pub fn run(ctx: &mut Ctx) -> Result<()> {
          (VIPs on lo, DR), client 172.16.0.200; VIPs {}",
         vips.join(", ")
     ));
-    let tool = ctx.guest_tool().to_string_lossy().into_owned();
-    let mut procs = Background::default();
-    for node in ["rs1", "rs2"] {
-        let listen = format!("0.0.0.0:{SERVICE_PORT}");
-        procs.spawn(ctx, &topo.ns(node), &[&tool, "echo-server", &listen])?;
-    }
+    let mut procs = Background::echo_servers(ctx, &topo, SERVICE_PORT)?;
     let dir = write_agent_configs(ctx)?;
     let mut agents: Vec<Option<Agent>> = (0..DIRECTORS).map(|_| None).collect();
     let t0 = Instant::now();

@@ -274,12 +274,7 @@ fn run(
     let mut spec = TopologySpec::seed();
     spec.http_port = WEB_PORT;
     let topo = ctx.topology(spec)?;
-    let tool = ctx.guest_tool().to_string_lossy().into_owned();
-    let mut procs = Background::default();
-    for node in ["rs1", "rs2"] {
-        let listen = format!("0.0.0.0:{SERVICE_PORT}");
-        procs.spawn(ctx, &topo.ns(node), &[&tool, "echo-server", &listen])?;
-    }
+    let mut procs = Background::echo_servers(ctx, &topo, SERVICE_PORT)?;
     let dir = write_agent_configs(ctx)?;
     let mut directors = Vec::new();
     for (i, kind) in kinds.iter().enumerate() {

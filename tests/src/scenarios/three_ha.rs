@@ -49,12 +49,7 @@ pub fn run(ctx: &mut Ctx) -> Result<()> {
     let topo = ctx.topology(spec)?;
     let spec = topo.spec().clone();
     let vips: Vec<String> = spec.vips.iter().map(|v| v.to_string()).collect();
-    let tool = ctx.guest_tool().to_string_lossy().into_owned();
-    let mut procs = Background::default();
-    for node in ["rs1", "rs2"] {
-        let listen = format!("0.0.0.0:{ECHO_PORT}");
-        procs.spawn(ctx, &topo.ns(node), &[&tool, "echo-server", &listen])?;
-    }
+    let mut procs = Background::echo_servers(ctx, &topo, ECHO_PORT)?;
     let key = cluster_key(ctx)?;
     let configs = write_configs(&spec, key)?;
     let mut agents: Vec<Option<Agent>> = (0..DIRECTORS).map(|_| None).collect();
