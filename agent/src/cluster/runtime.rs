@@ -9,7 +9,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use anyhow::{bail, Context as _};
 use lvs_proto::v1::StatusReply;
@@ -752,6 +752,23 @@ impl Runtime {
             return;
         }
         if let Some(node) = &agent {
+            // Received by the kernel before the presumption (it waited in the socket
+            // while this task was busy): it says nothing of the peer since, and a
+            // crashed owner's last advert must neither bring it back into the
+            // election nor make this node release the group to follow it.
+            let age = SystemTime::now()
+                .duration_since(packet.at)
+                .unwrap_or_default();
+            let received_ms = self.now_ms().saturating_sub(ms(age));
+            if self
+                .silences
+                .presumed_since(node)
+                .is_some_and(|since| received_ms <= since)
+            {
+                *self.dropped.entry("before_presumption").or_default() += 1;
+                debug!(peer = %node, group = %group.name, "an advert received before its sender was presumed down: ignored");
+                return;
+            }
             if advert.priority > 0 && self.silences.refute(node) {
                 info!(peer = %node, group = %group.name, "a peer presumed down on heartbeat silence still advertises");
             }

@@ -92,6 +92,14 @@ impl Silences {
             .min()
     }
 
+    /// Since when (ms) `peer` is presumed down, if it is.
+    pub fn presumed_since(&self, peer: &str) -> Option<u64> {
+        match self.peers.get(peer) {
+            Some(State::PresumedDown(since)) => Some(*since),
+            _ => None,
+        }
+    }
+
     pub fn is_presumed_down(&self, peer: &str) -> bool {
         matches!(self.peers.get(peer), Some(State::PresumedDown(_)))
     }
@@ -120,6 +128,8 @@ mod tests {
         let watched = set(&["lb1", "lb2"]);
         assert_eq!(s.update(&set(&["lb1"]), &watched, |_| true, 0), ["lb1"]);
         assert!(s.is_presumed_down("lb1"));
+        assert_eq!(s.presumed_since("lb1"), Some(0));
+        assert_eq!(s.presumed_since("lb2"), None);
         assert_eq!(
             s.update(&set(&["lb1"]), &watched, |_| true, 0),
             Vec::<String>::new()

@@ -124,8 +124,9 @@ impl Driver {
                 () = tokio::time::sleep_until(self.claims.next_wake()) => Step::Claims,
             };
             if let Some(due) = due {
+                let now = Instant::now();
                 self.heartbeats
-                    .stalled(Instant::now().saturating_duration_since(due));
+                    .stalled(now, now.saturating_duration_since(due));
             }
             match step {
                 Step::Command(None) => break None,

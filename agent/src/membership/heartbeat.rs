@@ -199,20 +199,25 @@ impl Heartbeats {
         Heard::Fresh
     }
 
-    /// This node ran `late` after a wake it was due (its own stall: a loaded host, a
-    /// paused VM). The beacons that arrived meanwhile wait unread in the socket, and a
-    /// silence deadline that fell in the stall says nothing about the peer: every
-    /// armed peer is credited the stall plus one interval, the time to read what
-    /// waits and, when the whole host stalled, for the peer to beacon again. Stalls up
-    /// to `interval / 2` are ordinary timer lateness and are not credited (crediting
-    /// the 1 ms every wake carries would postpone silence for ever).
-    pub fn stalled(&mut self, late: Duration) {
+    /// This node ran at `now`, `late` after a wake it was due (its own stall: a loaded
+    /// host, a paused VM). The beacons that arrived meanwhile wait unread in the
+    /// socket, and a silence deadline that fell in the stall says nothing about the
+    /// peer: such a peer is credited the stall plus one interval, the time to read what
+    /// waits and, when the whole host stalled, for the peer to beacon again. A peer
+    /// already silent when the stall began stays silent (crediting it would bring a
+    /// dead owner back into the election). Stalls up to `interval / 2` are ordinary
+    /// timer lateness and are not credited (crediting the 1 ms every wake carries
+    /// would postpone silence for ever).
+    pub fn stalled(&mut self, now: Instant, late: Duration) {
         if late <= self.interval / 2 {
             return;
         }
+        let began = now - late;
         for w in self.watched.values_mut() {
             if let Some(t) = &mut w.heard {
-                *t += late + self.interval;
+                if *t + self.timeout >= began {
+                    *t += late + self.interval;
+                }
             }
         }
     }
@@ -330,15 +335,18 @@ mod tests {
         hb.watch(&ids(&["lb2"]));
         hb.receive(&beacon("lb2", 1, 0), t0);
         // Due at 300 ms to judge lb2, this node ran only at 1300 ms.
-        hb.stalled(1000 * MS);
+        hb.stalled(t0 + 1300 * MS, 1000 * MS);
         assert!(hb.silent(t0 + 1300 * MS).is_empty(), "credited the stall");
         assert_eq!(hb.next_wake(t0 + 1300 * MS), Some(t0 + 1400 * MS));
         assert_eq!(hb.silent(t0 + 1400 * MS), ids(&["lb2"]));
+        // Silent since 1400 ms, then a stall from 1500 to 2000 ms: still silent.
+        hb.stalled(t0 + 2000 * MS, 500 * MS);
+        assert_eq!(hb.silent(t0 + 2000 * MS), ids(&["lb2"]));
         // Ordinary lateness (up to half the interval) credits nothing.
         let mut hb = node(t0);
         hb.watch(&ids(&["lb2"]));
         hb.receive(&beacon("lb2", 1, 0), t0);
-        hb.stalled(50 * MS);
+        hb.stalled(t0 + 300 * MS, 50 * MS);
         assert_eq!(hb.silent(t0 + 300 * MS), ids(&["lb2"]));
     }
 

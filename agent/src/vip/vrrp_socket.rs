@@ -7,6 +7,7 @@
 use std::io::{IoSlice, IoSliceMut};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddrV4, SocketAddrV6};
 use std::os::fd::AsRawFd;
+use std::time::{Duration, SystemTime};
 
 use nix::sys::socket::{
     recvmsg, sendmsg, setsockopt, sockopt, ControlMessage, ControlMessageOwned, MsgFlags,
@@ -38,6 +39,9 @@ pub struct Received {
     pub src: IpAddr,
     pub dst: IpAddr,
     pub ttl: u8,
+    /// When the kernel received it (`SO_TIMESTAMPNS`): a packet read late, after it
+    /// waited in the socket while the agent was busy, is told from a fresh one.
+    pub at: SystemTime,
 }
 
 /// A raw protocol-112 socket bound to one interface, of the family of its source.
@@ -110,6 +114,8 @@ impl VrrpSocket {
                     .map_err(VipError::io_errno(op("IPV6_RECVPKTINFO")))?;
             }
         }
+        setsockopt(&socket, sockopt::ReceiveTimestampns, &true)
+            .map_err(VipError::io_errno(op("SO_TIMESTAMPNS")))?;
         socket
             .set_nonblocking(true)
             .map_err(VipError::io(op("non-blocking")))?;
@@ -206,17 +212,24 @@ impl VrrpSocket {
         let mut buffer = vec![0u8; RECV_BUFFER];
         match self.source {
             IpAddr::V4(_) => {
-                let (len, from) = self
+                let mut control = nix::cmsg_space!(libc::timespec);
+                let (len, from, at) = self
                     .socket
                     .async_io(Interest::READABLE, |socket| {
                         let mut iov = [IoSliceMut::new(&mut buffer)];
                         let msg = recvmsg::<SockaddrIn>(
                             socket.as_raw_fd(),
                             &mut iov,
-                            None,
+                            Some(&mut control),
                             MsgFlags::empty(),
                         )?;
-                        Ok((msg.bytes, msg.address))
+                        let mut at = None;
+                        for cmsg in msg.cmsgs()? {
+                            if let ControlMessageOwned::ScmTimestampns(ts) = cmsg {
+                                at = Some(received_at(ts));
+                            }
+                        }
+                        Ok((msg.bytes, msg.address, at))
                     })
                     .await
                     .map_err(VipError::io(op()))?;
@@ -228,11 +241,12 @@ impl VrrpSocket {
                     src: datagram.src.into(),
                     dst: datagram.dst.into(),
                     ttl: datagram.ttl,
+                    at: at.unwrap_or_else(SystemTime::now),
                 })
             }
             IpAddr::V6(_) => {
-                let mut control = nix::cmsg_space!(libc::c_int, libc::in6_pktinfo);
-                let (len, from, hop_limit, dst) = self
+                let mut control = nix::cmsg_space!(libc::c_int, libc::in6_pktinfo, libc::timespec);
+                let (len, from, hop_limit, dst, at) = self
                     .socket
                     .async_io(Interest::READABLE, |socket| {
                         let mut iov = [IoSliceMut::new(&mut buffer)];
@@ -242,17 +256,20 @@ impl VrrpSocket {
                             Some(&mut control),
                             MsgFlags::empty(),
                         )?;
-                        let (mut hop_limit, mut dst) = (None, None);
+                        let (mut hop_limit, mut dst, mut at) = (None, None, None);
                         for cmsg in msg.cmsgs()? {
                             match cmsg {
                                 ControlMessageOwned::Ipv6HopLimit(h) => hop_limit = Some(h),
                                 ControlMessageOwned::Ipv6PacketInfo(info) => {
                                     dst = Some(Ipv6Addr::from(info.ipi6_addr.s6_addr))
                                 }
+                                ControlMessageOwned::ScmTimestampns(ts) => {
+                                    at = Some(received_at(ts));
+                                }
                                 _ => {}
                             }
                         }
-                        Ok((msg.bytes, msg.address.map(|a| a.ip()), hop_limit, dst))
+                        Ok((msg.bytes, msg.address.map(|a| a.ip()), hop_limit, dst, at))
                     })
                     .await
                     .map_err(VipError::io(op()))?;
@@ -276,8 +293,18 @@ impl VrrpSocket {
                     src: src.into(),
                     dst: dst.into(),
                     ttl,
+                    at: at.unwrap_or_else(SystemTime::now),
                 })
             }
         }
     }
+}
+
+/// A kernel timestamp (CLOCK_REALTIME) as a `SystemTime`.
+fn received_at(ts: nix::sys::time::TimeSpec) -> SystemTime {
+    SystemTime::UNIX_EPOCH
+        + Duration::new(
+            u64::try_from(ts.tv_sec()).unwrap_or(0),
+            u32::try_from(ts.tv_nsec()).unwrap_or(0),
+        )
 }

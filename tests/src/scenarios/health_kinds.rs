@@ -10,7 +10,11 @@
 //! - `dns_check` (udp 10.0.0.10:53) against a DNS responder (`lvs-lab-guest
 //!   dns-server`) for `www.lab.invalid` A;
 //! - quorum 3 with a sorry server (10.0.0.10:8080, rs1 weight 1, rs2 weight 2): rs1
-//!   down leaves weight 2, quorum is lost, the sorry server replaces both.
+//!   down leaves weight 2, quorum is lost, the sorry server replaces both;
+//! - rs1 alone with a sorry server (10.0.0.10:8081): every real server down, the
+//!   sorry server serves;
+//! - quorum 3, hysteresis 1 (10.0.0.10:8082, rs1 weight 2, rs2 weight 1): rs1 down
+//!   leaves 1, below 2: lost; rs1 back brings 3, below 4: the sorry server stays.
 //!
 //! rs1 fails everything at once (its servers killed, its script set to exit 1); each
 //! service's table must change within the check's bound; new connections to :80 keep
@@ -39,44 +43,66 @@ const SORRY: &str = "172.16.0.101:9999";
 /// Each service's real servers and weights, by `ipvsadm -L -n` service line.
 type Tables = BTreeMap<String, BTreeMap<String, u32>>;
 
-/// One expectation: the service, and the table it must reach.
+/// One service: its table at start, once rs1 failed, and once rs1 recovered.
 struct Expect {
     service: &'static str,
     what: &'static str,
+    start: &'static [(&'static str, u32)],
     down: &'static [(&'static str, u32)],
-    up: &'static [(&'static str, u32)],
+    back: &'static [(&'static str, u32)],
 }
 
 const EXPECT: &[Expect] = &[
     Expect {
         service: "TCP 10.0.0.10:80",
         what: "tcp_check, inhibit_on_failure",
+        start: &[("172.16.0.100:80", 1), ("172.16.0.101:80", 2)],
         down: &[("172.16.0.100:80", 0), ("172.16.0.101:80", 2)],
-        up: &[("172.16.0.100:80", 1), ("172.16.0.101:80", 2)],
+        back: &[("172.16.0.100:80", 1), ("172.16.0.101:80", 2)],
     },
     Expect {
         service: "TCP 10.0.0.10:443",
         what: "ssl_get",
+        start: &[("172.16.0.100:443", 1), ("172.16.0.101:443", 1)],
         down: &[("172.16.0.101:443", 1)],
-        up: &[("172.16.0.100:443", 1), ("172.16.0.101:443", 1)],
+        back: &[("172.16.0.100:443", 1), ("172.16.0.101:443", 1)],
     },
     Expect {
         service: "TCP 10.0.0.10:81",
         what: "misc_check, misc_dynamic",
+        start: &[("172.16.0.100:81", 3), ("172.16.0.101:81", 1)],
         down: &[("172.16.0.101:81", 1)],
-        up: &[("172.16.0.100:81", 3), ("172.16.0.101:81", 1)],
+        back: &[("172.16.0.100:81", 3), ("172.16.0.101:81", 1)],
     },
     Expect {
         service: "UDP 10.0.0.10:53",
         what: "dns_check",
+        start: &[("172.16.0.100:53", 1), ("172.16.0.101:53", 1)],
         down: &[("172.16.0.101:53", 1)],
-        up: &[("172.16.0.100:53", 1), ("172.16.0.101:53", 1)],
+        back: &[("172.16.0.100:53", 1), ("172.16.0.101:53", 1)],
     },
     Expect {
         service: "TCP 10.0.0.10:8080",
         what: "quorum 3, sorry server",
+        start: &[("172.16.0.100:8080", 1), ("172.16.0.101:8080", 2)],
         down: &[(SORRY, 1)],
-        up: &[("172.16.0.100:8080", 1), ("172.16.0.101:8080", 2)],
+        back: &[("172.16.0.100:8080", 1), ("172.16.0.101:8080", 2)],
+    },
+    Expect {
+        service: "TCP 10.0.0.10:8081",
+        what: "every real server down, sorry server",
+        start: &[("172.16.0.100:8081", 1)],
+        down: &[(SORRY, 1)],
+        back: &[("172.16.0.100:8081", 1)],
+    },
+    Expect {
+        service: "TCP 10.0.0.10:8082",
+        what: "quorum 3, hysteresis 1",
+        start: &[("172.16.0.100:8082", 2), ("172.16.0.101:8082", 1)],
+        // Weight 1 up, below 3 - 1: quorum lost.
+        down: &[(SORRY, 1)],
+        // Weight 3 up, below 3 + 1: not gained back, the sorry server stays.
+        back: &[(SORRY, 1)],
     },
 ];
 
@@ -107,11 +133,17 @@ pub fn run(ctx: &mut Ctx) -> Result<()> {
     )?;
     let lb1 = topo.ns("lb1");
     let ok = wait_until(Duration::from_secs(60), || {
-        Ok(holds(&lb1, "10.0.0.10")? && EXPECT.iter().all(|e| matches(&tables(&lb1), e, false)))
+        Ok(holds(&lb1, "10.0.0.10")?
+            && EXPECT
+                .iter()
+                .all(|e| matches(&tables(&lb1), e, Phase::Start)))
     })?;
     ctx.sh
         .note(quiet(&lb1, &["ipvsadm", "-L", "-n"]).unwrap_or_default());
-    ctx.check(ok, "lb1 holds 10.0.0.10 and every service has rs1 and rs2")?;
+    ctx.check(
+        ok,
+        "lb1 holds 10.0.0.10 and every service has its starting table",
+    )?;
 
     // rs1 fails everything at once.
     let failed = Instant::now();
@@ -120,7 +152,7 @@ pub fn run(ctx: &mut Ctx) -> Result<()> {
         ctx.sh.run(&format!("kill {pid}"))?;
     }
     std::fs::write(EXIT_FILE, "1")?;
-    let out = reached(&lb1, true, OUT_BOUND * 3);
+    let out = reached(&lb1, Phase::Down, OUT_BOUND * 3);
     ctx.sh
         .note(quiet(&lb1, &["ipvsadm", "-L", "-n"]).unwrap_or_default());
     let got = topo.fetch(&mut ctx.sh, "client", "10.0.0.10".parse()?, 20)?;
@@ -135,7 +167,7 @@ pub fn run(ctx: &mut Ctx) -> Result<()> {
     )?;
     start_servers(ctx, &topo, &mut servers, "rs1")?;
     std::fs::write(EXIT_FILE, "5")?;
-    let back = reached(&lb1, false, BACK_BOUND * 3);
+    let back = reached(&lb1, Phase::Back, BACK_BOUND * 3);
     ctx.sh
         .note(quiet(&lb1, &["ipvsadm", "-L", "-n"]).unwrap_or_default());
     let secs = |t: Option<Instant>, since: Instant| {
@@ -156,7 +188,7 @@ pub fn run(ctx: &mut Ctx) -> Result<()> {
         ctx.check(
             o.is_some_and(|o| o - failed <= OUT_BOUND),
             format!(
-                "{} ({}): rs1 out {} s after it failed (bound {} s)",
+                "{} ({}): its table {} s after rs1 failed (bound {} s)",
                 e.service,
                 e.what,
                 secs(*o, failed),
@@ -172,12 +204,21 @@ pub fn run(ctx: &mut Ctx) -> Result<()> {
         ctx.check(
             b.is_some_and(|b| b - recovered <= BACK_BOUND),
             format!(
-                "{} ({}): rs1 back {} s after it recovered (bound {} s)",
+                "{} ({}): its table {} s after rs1 recovered (bound {} s)",
                 e.service,
                 e.what,
                 secs(*b, recovered),
                 BACK_BOUND.as_secs()
             ),
+        )?;
+    }
+    // Later checks change nothing: the hysteresis keeps its sorry server.
+    std::thread::sleep(Duration::from_secs(3));
+    let last = tables(&lb1);
+    for e in EXPECT {
+        ctx.check(
+            matches(&last, e, Phase::Back),
+            format!("{} ({}): still as expected 3 s later", e.service, e.what),
         )?;
     }
     agent.stop(ctx)?;
@@ -266,6 +307,26 @@ fn cluster_toml() -> String {
             )
         },
     );
+    text += &format!(
+        "[[service]]\nvip = \"10.0.0.10\"\ndelay_loop = 1\nport = 8081\n\
+         sorry_server = {{ address = \"{RS2}\", port = 9999 }}\n\
+         [[service.real_server]]\naddress = \"{RS1}\"\nport = 8081\n\
+         [[service.real_server.check]]\nkind = \"tcp_check\"\nconnect_port = 80\n{check}"
+    );
+    text += &service(
+        &format!(
+            "port = 8082\nquorum = 3\nhysteresis = 1\n\
+             sorry_server = {{ address = \"{RS2}\", port = 9999 }}\n"
+        ),
+        // rs1 weight 2, rs2 weight 1.
+        &|a, w| {
+            format!(
+                "[[service.real_server]]\naddress = \"{a}\"\nport = 8082\nweight = {}\n\
+                 [[service.real_server.check]]\nkind = \"tcp_check\"\nconnect_port = 80\n{check}",
+                3 - w
+            )
+        },
+    );
     text
 }
 
@@ -295,25 +356,37 @@ fn tables(ns: &str) -> Tables {
     out
 }
 
-/// The service's table is exactly `down` (or `up`).
-fn matches(tables: &Tables, e: &Expect, down: bool) -> bool {
-    let want: BTreeMap<String, u32> = (if down { e.down } else { e.up })
-        .iter()
-        .map(|(a, w)| (a.to_string(), *w))
-        .collect();
+/// When in the run a table is looked at.
+#[derive(Clone, Copy)]
+enum Phase {
+    Start,
+    Down,
+    Back,
+}
+
+/// The service's table is exactly the one expected in `phase`.
+fn matches(tables: &Tables, e: &Expect, phase: Phase) -> bool {
+    let want: BTreeMap<String, u32> = match phase {
+        Phase::Start => e.start,
+        Phase::Down => e.down,
+        Phase::Back => e.back,
+    }
+    .iter()
+    .map(|(a, w)| (a.to_string(), *w))
+    .collect();
     tables.get(e.service) == Some(&want)
 }
 
-/// Polls every 100 ms until every service's table is its `down` (or `up`) one, or
-/// `limit` passes; when each first matched.
-fn reached(ns: &str, down: bool, limit: Duration) -> Vec<Option<Instant>> {
+/// Polls every 100 ms until every service's table is the one of `phase`, or `limit`
+/// passes; when each first matched.
+fn reached(ns: &str, phase: Phase, limit: Duration) -> Vec<Option<Instant>> {
     let mut at = vec![None; EXPECT.len()];
     let deadline = Instant::now() + limit;
     while at.iter().any(Option::is_none) && Instant::now() < deadline {
         let t = tables(ns);
         let now = Instant::now();
         for (i, e) in EXPECT.iter().enumerate() {
-            if at[i].is_none() && matches(&t, e, down) {
+            if at[i].is_none() && matches(&t, e, phase) {
                 at[i] = Some(now);
             }
         }
