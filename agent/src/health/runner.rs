@@ -19,6 +19,10 @@ use super::checker::{Checker, Outcome};
 use super::spec::{CheckKey, Probe};
 use super::{probe, Verdicts};
 
+/// Verdict changes within this time are published together: a mass change (every
+/// port of a host closing) is one new state, not 10,000, for the IPVS stage.
+const COALESCE: Duration = Duration::from_millis(20);
+
 /// Probes running at once. Each holds a socket (or a child process) for at most its
 /// timeout: 512 leaves room under the usual 1,024 open files, and is 170 dead servers
 /// a second at a 3 s `connect_timeout`; live ones answer in milliseconds.
@@ -56,6 +60,7 @@ pub fn spawn(checks: BTreeSet<CheckKey>) -> HealthHandle {
         probes: JoinSet::new(),
         permits: Arc::new(Semaphore::new(MAX_IN_FLIGHT)),
         verdicts: verdicts_tx,
+        publish_at: None,
     };
     runner.set(checks);
     tokio::spawn(runner.run(set_rx));
@@ -78,6 +83,8 @@ struct Runner {
     probes: JoinSet<(CheckKey, Outcome)>,
     permits: Arc<Semaphore>,
     verdicts: watch::Sender<Arc<Verdicts>>,
+    /// A verdict changed: publish then (see [`COALESCE`]).
+    publish_at: Option<Instant>,
 }
 
 impl Runner {
@@ -99,6 +106,10 @@ impl Runner {
                 }
                 () = sleep_until(due.unwrap_or_else(Instant::now)), if due.is_some() => {
                     self.launch_due();
+                }
+                () = sleep_until(self.publish_at.unwrap_or_else(Instant::now)),
+                    if self.publish_at.is_some() => {
+                    self.publish();
                 }
             }
         }
@@ -183,11 +194,13 @@ impl Runner {
                     "health: real server down"
                 );
             }
-            self.publish();
+            self.publish_at
+                .get_or_insert_with(|| Instant::now() + COALESCE);
         }
     }
 
-    fn publish(&self) {
+    fn publish(&mut self) {
+        self.publish_at = None;
         let verdicts: Verdicts = self
             .checks
             .iter()

@@ -3,8 +3,9 @@
 //! ports on rs1 (`lvs-lab-guest listen-many`, which counts the connections it
 //! accepts). 100 services of 100 real servers each, DR, `connect_timeout` 1,
 //! `delay_loop` 1. Per checker: probes per second sustained over a window, CPU % and
-//! RSS of its processes over that window, and, once every port closes, how long until
-//! no real server is left in the IPVS table (the mass change applied). One
+//! RSS of its processes over that window, real servers in the table at its end (all
+//! 10,000 are up: fewer means the checker takes live servers out), and, once every
+//! port closes, how long until no real server is left in the IPVS table. One
 //! `health-bench:` line each; `deploy/bench/health-scale` prints them as a table.
 use crate::ipvs_bench::memory_kib;
 use crate::scenario::Ctx;
@@ -21,8 +22,8 @@ use std::time::{Duration, Instant};
 const SERVICES: u16 = 100;
 const PER_SERVICE: u16 = 100;
 const FIRST_PORT: u16 = 10000;
-/// Before the window: every check has run at least once and the table is complete.
-const WARM: Duration = Duration::from_secs(10);
+/// Before the window: every check has run at least once.
+const WARM: Duration = Duration::from_secs(20);
 const WINDOW: Duration = Duration::from_secs(30);
 
 pub fn run(ctx: &mut Ctx) -> Result<()> {
@@ -52,19 +53,19 @@ pub fn run(ctx: &mut Ctx) -> Result<()> {
             "keepalived" => Running::Keepalived(start_keepalived(ctx, &lb1, &dir)?),
             _ => Running::Agent(start_agent(ctx, &lb1, &dir)?),
         };
-        let full = wait_until(
-            Duration::from_secs(300),
-            || Ok(destinations(&lb1)? == total),
-        )?;
+        // A checker that cannot keep up (keepalived in the VM) keeps taking live
+        // servers out: the table is not required full, its size is reported.
+        let started = wait_until(Duration::from_secs(120), || Ok(destinations(&lb1)? > 0))?;
         ctx.check(
-            full,
-            format!("{checker}: {total} real servers in lb1's IPVS table"),
+            started,
+            format!("{checker}: real servers in lb1's IPVS table"),
         )?;
         sleep(WARM);
         let pids = running.pids();
         let (cpu0, probes0, t0) = (cpu_ticks(&pids)?, read_tally(&tally)?, Instant::now());
         sleep(WINDOW);
         let (cpu1, probes1, secs) = (cpu_ticks(&pids)?, read_tally(&tally)?, t0.elapsed());
+        let in_table = destinations(&lb1)?;
         let rss: u64 = pids
             .iter()
             .filter_map(|p| memory_kib(&p.to_string()).ok())
@@ -77,11 +78,11 @@ pub fn run(ctx: &mut Ctx) -> Result<()> {
         // Every port closes: the checker must take every real server out.
         let closed = Instant::now();
         listener.stop(ctx, index)?;
-        let emptied = wait_until(Duration::from_secs(300), || Ok(destinations(&lb1)? == 0))?;
+        let emptied = wait_until(Duration::from_secs(120), || Ok(destinations(&lb1)? == 0))?;
         let all_down = emptied.then(|| closed.elapsed());
         ctx.sh.note(format!(
-            "health-bench: checker={checker} real_servers={total} probes_per_s={probes_per_s:.0} \
-             cpu_pct={cpu_pct:.1} rss_kib={rss} all_down_s={}",
+            "health-bench: checker={checker} real_servers={total} in_table={in_table} \
+             probes_per_s={probes_per_s:.0} cpu_pct={cpu_pct:.1} rss_kib={rss} all_down_s={}",
             all_down.map_or("never".to_owned(), |d| format!("{:.1}", d.as_secs_f64()))
         ));
         running.stop(ctx)?;
