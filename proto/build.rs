@@ -14,16 +14,31 @@ fn proto_files(dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
     Ok(())
 }
 
+/// Messages `lvs-cli --json` prints (every control reply and what it holds).
+const CONTROL_REPLIES: &[&str] = &[
+    "StatusReply",
+    "MemberStatus",
+    "GroupStatus",
+    "ServiceStatus",
+    "RealServerStatus",
+    "JoinReply",
+    "DrainReply",
+];
+
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut files = Vec::new();
     proto_files(Path::new("lvs"), &mut files)?;
     files.sort();
     println!("cargo:rerun-if-changed=lvs");
     let fds = protox::compile(&files, ["."])?;
-    prost_build::Config::new()
-        // The status reply is far larger than the other replies: boxed, the reply enum
-        // stays small.
-        .boxed(".lvs.v1.ControlReply.reply.status")
-        .compile_fds(fds)?;
+    let mut config = prost_build::Config::new();
+    // The status reply is far larger than the other replies: boxed, the reply enum
+    // stays small.
+    config.boxed(".lvs.v1.ControlReply.reply.status");
+    // The control replies are printed as JSON by `lvs-cli --json`.
+    for message in CONTROL_REPLIES {
+        config.type_attribute(format!(".lvs.v1.{message}"), "#[derive(serde::Serialize)]");
+    }
+    config.compile_fds(fds)?;
     Ok(())
 }

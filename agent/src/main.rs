@@ -103,13 +103,17 @@ fn keygen(output: Option<&Path>) -> ExitCode {
     }
 }
 
+/// How long a local command waits for the agent's answer.
+const CONTROL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// One request to the running agent's control socket; prints the answer.
-fn control(socket: &std::path::Path, request: Request) -> ExitCode {
+fn control(socket: &Path, request: Request) -> ExitCode {
+    let target = lvs_control::client::Target::Socket(socket.to_owned());
     let answer = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .map_err(anyhow::Error::from)
-        .and_then(|rt| rt.block_on(lvs_agent::cluster::control::request(socket, request)));
+        .and_then(|rt| rt.block_on(lvs_control::client::call(&target, request, CONTROL_TIMEOUT)));
     match answer {
         Ok(Reply::Join(join)) => {
             println!("contacted {}", join.contacted.join(" "));
@@ -124,7 +128,7 @@ fn control(socket: &std::path::Path, request: Request) -> ExitCode {
             ExitCode::SUCCESS
         }
         Ok(Reply::Status(status)) => {
-            print!("{}", lvs_agent::cluster::control::format_status(&status));
+            print!("{}", lvs_control::table::lines(&status));
             ExitCode::SUCCESS
         }
         Ok(Reply::Error(reason)) => {
@@ -132,7 +136,7 @@ fn control(socket: &std::path::Path, request: Request) -> ExitCode {
             ExitCode::FAILURE
         }
         Err(e) => {
-            eprintln!("{e:#}");
+            eprintln!("lvs-agent: {e:#}");
             ExitCode::FAILURE
         }
     }

@@ -122,11 +122,20 @@ const SHUTDOWN_BOUND: Duration = Duration::from_secs(5);
 /// are configured and the kernel has no IPVS.
 pub async fn run(config_files: &[PathBuf]) -> anyhow::Result<()> {
     let mut config = Loaded::read(config_files).map_err(anyhow::Error::msg)?;
+    // The control sockets first: a second agent on this node, or a bad control_tls,
+    // stops here, before anything is changed.
+    let control = cluster::Stage::bind(&config.node, &config.cluster).await?;
     let mut ipvs = IpvsStage::start(&config).await?;
     let checks = health::runner::spawn(config.checks.clone());
     let mut verdicts = checks.verdicts();
     ipvs.health.verdicts = verdicts.borrow_and_update().clone();
-    let cluster = cluster::Stage::start(&config.node, &config.cluster, checks.verdicts()).await?;
+    let cluster = match control {
+        Some(control) => Some(
+            cluster::Stage::start(&config.node, &config.cluster, checks.verdicts(), control)
+                .await?,
+        ),
+        None => None,
+    };
     // Without VIP groups the node owns none: the sync master never runs.
     let (_never_owns, mut owns_any) = watch::channel(false);
     if let Some(stage) = &cluster {

@@ -1,6 +1,19 @@
-//! `lvs-cli`: the operator's view of an lvs-mesh cluster. It only identifies itself: the
-//! remote control API (QUIC + protobuf) is not built yet; `lvs-agent status` is the local view.
-use clap::Parser;
+//! `lvs-cli`: the operator's view of an lvs-mesh cluster, from any node. It calls the
+//! local agent's root-only socket, or any agent's QUIC control API (`--node`) with an
+//! operator certificate from the cluster CA, which `lvs-cli cert` makes.
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+use lvs_control::client::{self, Target};
+use lvs_control::pki::{self, Role};
+use lvs_control::quic::TlsFiles;
+use lvs_control::table;
+use lvs_proto::v1::{
+    control_reply::Reply, control_request::Request, DrainRequest, JoinRequest, StatusRequest,
+};
 
 #[derive(Parser)]
 #[command(
@@ -8,8 +21,242 @@ use clap::Parser;
     version,
     about = "Operator CLI for an lvs-mesh cluster"
 )]
-struct Cli {}
+struct Cli {
+    #[command(flatten)]
+    call: Call,
+    #[command(subcommand)]
+    command: Command,
+}
 
-fn main() {
-    Cli::parse();
+#[derive(Args)]
+struct Call {
+    /// Call this agent's QUIC control API (`[node] control_listen`, e.g.
+    /// 192.0.2.1:7947) with the certificate below; without it, the local agent's socket.
+    #[arg(long, value_name = "ADDR", global = true)]
+    node: Option<SocketAddr>,
+    /// The local agent's control socket (`[node] control_socket`).
+    #[arg(
+        long,
+        value_name = "PATH",
+        default_value = "/run/lvs-agent.sock",
+        global = true
+    )]
+    socket: PathBuf,
+    /// The cluster CA certificate (with --node).
+    #[arg(
+        long,
+        value_name = "FILE",
+        default_value = "/etc/lvs-mesh/tls/ca.pem",
+        global = true
+    )]
+    ca: PathBuf,
+    /// This operator's certificate, issued by the cluster CA (with --node).
+    #[arg(
+        long,
+        value_name = "FILE",
+        default_value = "/etc/lvs-mesh/tls/operator.pem",
+        global = true
+    )]
+    cert: PathBuf,
+    /// Its private key (with --node).
+    #[arg(
+        long,
+        value_name = "FILE",
+        default_value = "/etc/lvs-mesh/tls/operator.key",
+        global = true
+    )]
+    key: PathBuf,
+    /// Seconds to wait for the agent's answer.
+    #[arg(long, value_name = "SECS", default_value_t = 10.0, global = true)]
+    timeout: f64,
+    /// Print the reply as JSON instead of a table.
+    #[arg(long, global = true)]
+    json: bool,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// The cluster at a glance: members, VIP groups, services, warnings.
+    Status,
+    /// Members: state, gossip address, sync id, groups held, config digest.
+    Members,
+    /// VIP groups: VRID, owner, this node's VRRP state and priority, master, addresses.
+    Vips,
+    /// Ask the agent to contact more gossip peers (`host:port`), joining it to a cluster.
+    Join {
+        #[arg(required = true, value_name = "PEER")]
+        peers: Vec<String>,
+    },
+    /// Drain the called node: it hands every VIP group it holds to a ready undrained
+    /// node (make-before-break) and takes none while drained.
+    Drain,
+    /// Undrain the called node: eligible for VIP groups again.
+    Undrain,
+    /// The cluster CA and its certificates.
+    #[command(subcommand)]
+    Cert(Cert),
+}
+
+#[derive(Subcommand)]
+enum Cert {
+    /// Create the cluster CA: DIR/ca.pem and DIR/ca.key (mode 0600; keep it offline).
+    Init {
+        /// The cluster's name, written in the CA's subject.
+        #[arg(long, default_value = "lvs-mesh")]
+        cluster: String,
+        #[arg(long, value_name = "DIR", default_value = ".")]
+        dir: PathBuf,
+    },
+    /// Issue a certificate: OUT/NAME.pem and OUT/NAME.key (mode 0600).
+    Issue {
+        /// The CA directory (ca.pem, ca.key).
+        #[arg(long, value_name = "DIR", default_value = ".")]
+        ca_dir: PathBuf,
+        /// The node id (with --node-cert) or the operator's name.
+        #[arg(value_name = "NAME")]
+        name: String,
+        /// A node certificate (serves the control API) instead of an operator's.
+        #[arg(long)]
+        node_cert: bool,
+        /// Days the certificate is valid.
+        #[arg(long, default_value_t = 825)]
+        days: u64,
+        /// Where to write it; default the CA directory.
+        #[arg(long, value_name = "DIR")]
+        out: Option<PathBuf>,
+    },
+}
+
+fn main() -> ExitCode {
+    let Cli { call, command } = Cli::parse();
+    let result = match command {
+        Command::Status => read(&call, table::status_table),
+        Command::Members => read(&call, table::members),
+        Command::Vips => read(&call, table::vips),
+        Command::Join { peers } => {
+            send(&call, Request::Join(JoinRequest { peers })).and_then(|reply| match reply {
+                Reply::Join(join) if call.json => json(&join),
+                Reply::Join(join) => Ok(format!("contacted {}\n", join.contacted.join(" "))),
+                other => unexpected(&other),
+            })
+        }
+        Command::Drain => drain(&call, true),
+        Command::Undrain => drain(&call, false),
+        Command::Cert(cert) => cert_command(cert),
+    };
+    match result {
+        Ok(text) => {
+            print!("{text}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("lvs-cli: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn target(call: &Call) -> Target {
+    match call.node {
+        Some(addr) => Target::Quic {
+            addr,
+            tls: TlsFiles {
+                ca: call.ca.clone(),
+                cert: call.cert.clone(),
+                key: call.key.clone(),
+            },
+        },
+        None => Target::Socket(call.socket.clone()),
+    }
+}
+
+fn send(call: &Call, request: Request) -> anyhow::Result<Reply> {
+    anyhow::ensure!(
+        call.timeout.is_finite() && call.timeout > 0.0,
+        "--timeout: must be a positive number of seconds"
+    );
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(client::call(
+        &target(call),
+        request,
+        Duration::from_secs_f64(call.timeout),
+    ))
+}
+
+/// A status read, printed by `render` or as JSON.
+fn read(
+    call: &Call,
+    render: impl Fn(&lvs_proto::v1::StatusReply) -> String,
+) -> anyhow::Result<String> {
+    match send(call, Request::Status(StatusRequest {}))? {
+        Reply::Status(status) if call.json => json(&status),
+        Reply::Status(status) => Ok(render(&status)),
+        other => unexpected(&other),
+    }
+}
+
+fn drain(call: &Call, drain: bool) -> anyhow::Result<String> {
+    match send(call, Request::Drain(DrainRequest { drain }))? {
+        Reply::Drain(reply) if call.json => json(&reply),
+        Reply::Drain(reply) if reply.held.is_empty() => Ok("holds no VIP group\n".into()),
+        Reply::Drain(reply) => Ok(format!("holds {}\n", reply.held.join(" "))),
+        other => unexpected(&other),
+    }
+}
+
+fn json(value: &impl serde::Serialize) -> anyhow::Result<String> {
+    Ok(serde_json::to_string_pretty(value)? + "\n")
+}
+
+fn unexpected(reply: &Reply) -> anyhow::Result<String> {
+    anyhow::bail!("the agent answered another request: {reply:?}")
+}
+
+fn cert_command(cert: Cert) -> anyhow::Result<String> {
+    match cert {
+        Cert::Init { cluster, dir } => {
+            let (cert, key) = pki::write(&dir, "ca", &pki::new_ca(&cluster)?)?;
+            Ok(format!(
+                "CA certificate {}\nCA key {} (mode 0600: keep it off the directors)\n",
+                cert.display(),
+                key.display()
+            ))
+        }
+        Cert::Issue {
+            ca_dir,
+            name,
+            node_cert,
+            days,
+            out,
+        } => {
+            let (ca_cert, ca_key) = pki::read_ca(&ca_dir)?;
+            let role = if node_cert {
+                Role::Node
+            } else {
+                Role::Operator
+            };
+            let issued = pki::issue(&ca_cert, &ca_key, &name, role, days)?;
+            let out: &Path = out.as_deref().unwrap_or(&ca_dir);
+            let (cert, key) = pki::write(out, &name, &issued)?;
+            Ok(format!(
+                "{} certificate {}\nkey {} (mode 0600)\n",
+                if node_cert { "node" } else { "operator" },
+                cert.display(),
+                key.display()
+            ))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory as _;
+
+    #[test]
+    fn the_command_line_is_consistent() {
+        Cli::command().debug_assert();
+    }
 }

@@ -1,85 +1,176 @@
-//! The local command socket (`[node] control_socket`): one length-delimited
-//! `lvs.v1.ControlRequest` in, one `ControlReply` out, per connection
-//! (proto/lvs/v1/control.proto). Root-only: the socket file is mode 0600.
+//! The control API, served on the root-only Unix socket (`[node] control_socket`) and,
+//! with `[node] control_tls`, over QUIC with mutual TLS (`[node] control_listen`):
+//! one `lvs.v1.ControlRequest` in, one `ControlReply` out, per stream
+//! (proto/lvs/v1/control.proto, `lvs_control::frame`).
 
-use std::os::unix::fs::PermissionsExt as _;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
-use anyhow::{bail, Context as _};
+use anyhow::Context as _;
+use lvs_control::quic::{Identity, TlsFiles};
+use lvs_control::{frame, unix};
 use lvs_proto::v1::{
     control_reply::Reply, control_request::Request, ControlReply, ControlRequest, DrainReply,
-    DrainRequest, JoinReply, StatusReply,
+    DrainRequest, JoinReply,
 };
 use prost::Message as _;
-use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
-use tokio::net::{UnixListener, UnixStream};
+use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _};
+use tokio::net::UnixListener;
 use tokio::task::JoinHandle;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use super::ClusterHandle;
+use crate::config::NodeConfig;
 
-/// Far above any request; a client sending more is cut off.
-const MAX_MESSAGE: u64 = 64 * 1024;
-
-/// The listening socket; dropping it stops serving and removes the file.
+/// The serving tasks; dropping it stops serving and removes the socket file.
 pub struct ControlServer {
     path: PathBuf,
-    task: JoinHandle<()>,
+    tasks: Vec<JoinHandle<()>>,
 }
 
 impl Drop for ControlServer {
     fn drop(&mut self) {
-        self.task.abort();
+        for task in &self.tasks {
+            task.abort();
+        }
         let _ = std::fs::remove_file(&self.path);
     }
 }
 
-/// Binds `path` (replacing a socket file left by a previous run) and serves `cluster`.
-pub fn serve(path: &Path, cluster: ClusterHandle) -> anyhow::Result<ControlServer> {
-    let context = || format!("control socket {}", path.display());
-    match std::fs::remove_file(path) {
-        Ok(()) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => return Err(e).with_context(context),
-    }
-    let listener = UnixListener::bind(path).with_context(context)?;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).with_context(context)?;
-    info!(path = %path.display(), "control socket listening");
-    let task = tokio::spawn(async move {
-        loop {
-            match listener.accept().await {
-                Ok((stream, _)) => {
-                    let cluster = cluster.clone();
-                    tokio::spawn(async move {
-                        if let Err(e) = answer(stream, &cluster).await {
-                            warn!(error = %e, "control request");
-                        }
-                    });
-                }
-                Err(e) => warn!(error = %e, "control socket accept"),
-            }
+/// The control API's sockets, bound before anything else starts: a second agent on
+/// the same socket, or a bad `control_tls`, stops the start with nothing changed.
+pub struct Listeners {
+    path: PathBuf,
+    unix: UnixListener,
+    quic: Option<quinn::Endpoint>,
+}
+
+/// Binds the node's control socket and, when `control_tls` is set, its QUIC address.
+pub async fn bind(node: &NodeConfig) -> anyhow::Result<Listeners> {
+    let quic = match &node.control_tls {
+        Some(tls) => {
+            let files = TlsFiles {
+                ca: tls.ca.clone(),
+                cert: tls.cert.clone(),
+                key: tls.key.clone(),
+            };
+            let config = Identity::load(&files)
+                .and_then(|id| id.server_config())
+                .context("node.control_tls")?;
+            let addr = node.control_addr();
+            let endpoint = quinn::Endpoint::server(config, addr)
+                .with_context(|| format!("node.control_listen {addr}"))?;
+            info!(%addr, "control API listening (QUIC, mutual TLS)");
+            Some(endpoint)
         }
-    });
-    Ok(ControlServer {
-        path: path.to_owned(),
-        task,
-    })
+        None => None,
+    };
+    let path = node.control_socket.clone();
+    let unix = unix::bind(&path).await?;
+    info!(path = %path.display(), "control socket listening");
+    Ok(Listeners { path, unix, quic })
 }
 
-async fn read_message(stream: &mut UnixStream) -> anyhow::Result<Vec<u8>> {
-    let mut bytes = Vec::new();
-    stream.take(MAX_MESSAGE).read_to_end(&mut bytes).await?;
-    Ok(bytes)
+/// Serves `cluster` on the bound sockets.
+pub fn serve(listeners: Listeners, cluster: ClusterHandle) -> ControlServer {
+    let Listeners { path, unix, quic } = listeners;
+    let mut tasks = vec![tokio::spawn(serve_unix(unix, cluster.clone()))];
+    if let Some(endpoint) = quic {
+        tasks.push(tokio::spawn(serve_quic(endpoint, cluster)));
+    }
+    ControlServer { path, tasks }
 }
 
-async fn answer(mut stream: UnixStream, cluster: &ClusterHandle) -> anyhow::Result<()> {
-    let bytes = read_message(&mut stream).await?;
-    let reply = match ControlRequest::decode_length_delimited(bytes.as_slice()) {
-        Err(e) => Reply::Error(format!("not a ControlRequest: {e}")),
+async fn serve_unix(listener: UnixListener, cluster: ClusterHandle) {
+    loop {
+        match listener.accept().await {
+            Ok((mut stream, _)) => {
+                let cluster = cluster.clone();
+                tokio::spawn(async move {
+                    let reply = match unix::refusal(&stream) {
+                        Some(reason) => {
+                            warn!(%reason, "control socket: caller refused");
+                            // Read (never decoded) so the caller's write completes and
+                            // it gets the reason rather than a broken pipe.
+                            let mut sink = tokio::io::sink();
+                            let _ = tokio::io::copy(
+                                &mut (&mut stream).take(frame::MAX_REQUEST),
+                                &mut sink,
+                            )
+                            .await;
+                            ControlReply {
+                                reply: Some(Reply::Error(reason)),
+                            }
+                        }
+                        None => {
+                            let (mut read, _) = stream.split();
+                            request(&mut read, &cluster).await
+                        }
+                    };
+                    if let Err(e) = send(&mut stream, &reply).await {
+                        debug!(error = %e, "control socket: reply not delivered");
+                    }
+                });
+            }
+            Err(e) => warn!(error = %e, "control socket accept"),
+        }
+    }
+}
+
+async fn serve_quic(endpoint: quinn::Endpoint, cluster: ClusterHandle) {
+    while let Some(incoming) = endpoint.accept().await {
+        let cluster = cluster.clone();
+        tokio::spawn(async move {
+            let remote = incoming.remote_address();
+            // The handshake checks the client's certificate against the cluster CA: a
+            // refused client never opens a stream.
+            let connection = match incoming.await {
+                Ok(c) => c,
+                Err(e) => {
+                    warn!(%remote, error = %e, "control API: connection refused");
+                    return;
+                }
+            };
+            while let Ok((mut send, mut recv)) = connection.accept_bi().await {
+                let cluster = cluster.clone();
+                tokio::spawn(async move {
+                    let reply = request(&mut recv, &cluster).await;
+                    if let Err(e) = send
+                        .write_all(&reply.encode_length_delimited_to_vec())
+                        .await
+                    {
+                        debug!(%remote, error = %e, "control API: reply not delivered");
+                    }
+                    let _ = send.finish();
+                });
+            }
+        });
+    }
+}
+
+async fn send(stream: &mut (impl AsyncWrite + Unpin), reply: &ControlReply) -> anyhow::Result<()> {
+    stream
+        .write_all(&reply.encode_length_delimited_to_vec())
+        .await?;
+    stream.shutdown().await?;
+    Ok(())
+}
+
+/// Reads one request and answers it; a malformed request is answered with the
+/// reason and changes nothing.
+async fn request(stream: &mut (impl AsyncRead + Unpin), cluster: &ClusterHandle) -> ControlReply {
+    let reply = match frame::read::<ControlRequest>(stream, frame::MAX_REQUEST).await {
+        Err(e) => Reply::Error(format!("{e:#}")),
         Ok(ControlRequest { request: None }) => Reply::Error("empty ControlRequest".into()),
         Ok(ControlRequest {
-            request: Some(Request::Join(join)),
-        }) => match cluster.join(&join.peers).await {
+            request: Some(request),
+        }) => answer(request, cluster).await,
+    };
+    ControlReply { reply: Some(reply) }
+}
+
+async fn answer(request: Request, cluster: &ClusterHandle) -> Reply {
+    match request {
+        Request::Join(join) => match cluster.join(&join.peers).await {
             Ok(addrs) => {
                 info!(peers = ?join.peers, "join requested");
                 Reply::Join(JoinReply {
@@ -88,151 +179,13 @@ async fn answer(mut stream: UnixStream, cluster: &ClusterHandle) -> anyhow::Resu
             }
             Err(e) => Reply::Error(format!("join: {e:#}")),
         },
-        Ok(ControlRequest {
-            request: Some(Request::Drain(DrainRequest { drain })),
-        }) => match cluster.drain(drain).await {
+        Request::Drain(DrainRequest { drain }) => match cluster.drain(drain).await {
             Ok(held) => Reply::Drain(DrainReply { held }),
             Err(e) => Reply::Error(e.to_string()),
         },
-        Ok(ControlRequest {
-            request: Some(Request::Status(_)),
-        }) => match cluster.status().await {
+        Request::Status(_) => match cluster.status().await {
             Ok(status) => Reply::Status(Box::new(status)),
             Err(e) => Reply::Error(e.to_string()),
         },
-    };
-    let reply = ControlReply { reply: Some(reply) };
-    stream
-        .write_all(&reply.encode_length_delimited_to_vec())
-        .await?;
-    stream.shutdown().await?;
-    Ok(())
-}
-
-/// Sends one request to the agent at `path` and returns its reply; an error reply
-/// becomes an `Err`.
-pub async fn request(path: &Path, request: Request) -> anyhow::Result<Reply> {
-    let context = || format!("control socket {} (is lvs-agent running?)", path.display());
-    let mut stream = UnixStream::connect(path).await.with_context(context)?;
-    let message = ControlRequest {
-        request: Some(request),
-    };
-    stream
-        .write_all(&message.encode_length_delimited_to_vec())
-        .await
-        .with_context(context)?;
-    stream.shutdown().await.with_context(context)?;
-    let bytes = read_message(&mut stream).await.with_context(context)?;
-    let reply = ControlReply::decode_length_delimited(bytes.as_slice())
-        .context("the agent's answer is not a ControlReply")?;
-    match reply.reply {
-        Some(Reply::Error(reason)) => bail!("lvs-agent: {reason}"),
-        Some(reply) => Ok(reply),
-        None => bail!("lvs-agent sent an empty ControlReply"),
-    }
-}
-
-/// `lvs-agent status` output: one line per member, group and drop counter, e.g.
-/// `group web owner lb1 held foreign -`.
-pub fn format_status(status: &StatusReply) -> String {
-    let mut out = format!("node {}\n", status.node_id);
-    for m in &status.members {
-        let state = if m.live { "live" } else { "down" };
-        let drain = if m.drain { " drain" } else { "" };
-        let local = if m.local { " local" } else { "" };
-        let ready = if m.live && !m.ready { " not-ready" } else { "" };
-        out += &format!(
-            "member {} {} {state}{drain}{ready}{local} config {:016x}\n",
-            m.node_id, m.addr, m.config_digest
-        );
-    }
-    for peer in &status.config_differs {
-        out += &format!(
-            "config differs: {peer} (ours {:016x}): no preemption until it matches\n",
-            status.config_digest
-        );
-    }
-    for conflict in &status.conflicts {
-        out += &format!("conflict: {conflict}\n");
-    }
-    let dash = |s: &str| {
-        if s.is_empty() {
-            "-".to_owned()
-        } else {
-            s.to_owned()
-        }
-    };
-    for g in &status.groups {
-        let held = if g.held { "held" } else { "not-held" };
-        out += &format!(
-            "group {} owner {} {held} foreign {}\n",
-            g.name,
-            dash(&g.owner),
-            dash(&g.foreign_master)
-        );
-    }
-    for svc in &status.services {
-        out += &format!(
-            "service {} healthy {}/{}\n",
-            svc.service, svc.healthy, svc.total
-        );
-        for rs in &svc.troubled {
-            let here = if rs.up { "up" } else { "down" };
-            let disagree = if (rs.up && !rs.down_on.is_empty()) || (!rs.up && !rs.up_on.is_empty())
-            {
-                " DISAGREE"
-            } else {
-                ""
-            };
-            let reason = if rs.last_failure.is_empty() {
-                String::new()
-            } else {
-                format!(" ({})", rs.last_failure)
-            };
-            out += &format!(
-                "  real-server {} {here}{reason} down-on [{}] up-on [{}]{disagree}\n",
-                rs.real_server,
-                rs.down_on.join(" "),
-                rs.up_on.join(" ")
-            );
-        }
-    }
-    for (reason, count) in &status.vrrp_dropped {
-        out += &format!("vrrp-dropped {reason} {count}\n");
-    }
-    for (name, count) in status.gossip.iter().filter(|(_, n)| **n > 0) {
-        out += &format!("gossip {name} {count}\n");
-    }
-    out
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use lvs_proto::v1::{RealServerStatus, ServiceStatus};
-
-    #[test]
-    fn status_lists_services_and_flags_disagreement() {
-        let status = StatusReply {
-            node_id: "lb1".into(),
-            services: vec![ServiceStatus {
-                service: "tcp 10.0.0.10:80".into(),
-                healthy: 1,
-                total: 2,
-                troubled: vec![RealServerStatus {
-                    real_server: "172.16.0.100:80".into(),
-                    up: false,
-                    last_failure: "GET /: status 503".into(),
-                    down_on: vec![],
-                    up_on: vec!["lb2".into()],
-                }],
-            }],
-            ..StatusReply::default()
-        };
-        assert_eq!(
-            format_status(&status),
-            "node lb1\nservice tcp 10.0.0.10:80 healthy 1/2\n  real-server 172.16.0.100:80 down \
-             (GET /: status 503) down-on [] up-on [lb2] DISAGREE\n"
-        );
     }
 }

@@ -161,6 +161,7 @@ pub fn check_reload(
     field("address", on.address == nn.address);
     field("gossip_listen", on.gossip_listen == nn.gossip_listen);
     field("control_listen", on.control_listen == nn.control_listen);
+    field("control_tls", on.control_tls == nn.control_tls);
     field("syncid", on.syncid == nn.syncid);
     field("join", on.join == nn.join);
     field(
@@ -209,22 +210,30 @@ pub struct Stage {
 }
 
 impl Stage {
-    /// `None` when the cluster has no VIP group: such a director only runs IPVS, and
-    /// needs no cluster key.
+    /// The control sockets, bound before anything else starts; `None` when the cluster
+    /// has no VIP group: such a director only runs IPVS, and needs no cluster key.
+    pub async fn bind(
+        node: &NodeConfig,
+        cluster: &ClusterConfig,
+    ) -> anyhow::Result<Option<control::Listeners>> {
+        if cluster.vip_groups.is_empty() {
+            return Ok(None);
+        }
+        control::bind(node).await.map(Some)
+    }
+
     pub async fn start(
         node: &NodeConfig,
         cluster: &ClusterConfig,
         verdicts: watch::Receiver<Arc<Verdicts>>,
-    ) -> anyhow::Result<Option<Stage>> {
-        if cluster.vip_groups.is_empty() {
-            return Ok(None);
-        }
+        listeners: control::Listeners,
+    ) -> anyhow::Result<Stage> {
         let handle = start(node.clone(), cluster.clone(), verdicts).await?;
-        let control = control::serve(&node.control_socket, handle.clone())?;
-        Ok(Some(Stage {
+        let control = control::serve(listeners, handle.clone());
+        Ok(Stage {
             handle,
             _control: control,
-        }))
+        })
     }
 }
 

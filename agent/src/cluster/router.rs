@@ -174,7 +174,6 @@ impl Router {
         }
     }
 
-    #[cfg(test)]
     pub fn state(&self) -> State {
         self.state
     }

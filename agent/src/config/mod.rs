@@ -15,8 +15,9 @@ mod validate;
 pub use error::{ConfigError, ConfigErrors, Location};
 pub use load::{load, load_all, parse, ENV_PREFIX};
 pub use model::{
-    Authentication, Check, ClusterConfig, Config, NodeConfig, RealServer, Service, SorryServer,
-    SyncConfig, UrlCheck, VipGroup, VrrpObey, DEFAULT_CONTROL_PORT, DEFAULT_GOSSIP_PORT,
+    Authentication, Check, ClusterConfig, Config, ControlTls, NodeConfig, RealServer, Service,
+    SorryServer, SyncConfig, UrlCheck, VipGroup, VrrpObey, DEFAULT_CONTROL_PORT,
+    DEFAULT_GOSSIP_PORT,
 };
 pub use types::{
     family_label, family_name, AuthType, CheckKind, DnsType, Family, Forwarding, NodeId, Priority,

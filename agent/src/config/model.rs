@@ -51,8 +51,12 @@ pub struct NodeConfig {
     pub address: IpAddr,
     /// Membership gossip socket; default `address:7946`.
     pub gossip_listen: Option<SocketAddr>,
-    /// Control-plane socket; default `address:7947`.
+    /// The QUIC control API's address; default `address:7947`. Served when
+    /// `control_tls` is set.
     pub control_listen: Option<SocketAddr>,
+    /// This node's identity for the QUIC control API (mutual TLS): the cluster CA and
+    /// a node certificate it issued (`lvs-cli cert init`, `lvs-cli cert issue --node`).
+    pub control_tls: Option<ControlTls>,
     /// IPVS sync id this node uses as sync master (1..=255, unique in the cluster).
     #[serde(deserialize_with = "de::int::<1, 255, _, _>")]
     pub syncid: u8,
@@ -83,6 +87,18 @@ pub struct NodeConfig {
     /// Root-only Unix socket for local commands (`lvs-agent join`, `lvs-agent status`).
     #[serde(default = "default_control_socket")]
     pub control_socket: PathBuf,
+}
+
+/// `[node] control_tls`: PEM files.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ControlTls {
+    /// The cluster CA certificate: callers must hold a certificate it issued.
+    pub ca: PathBuf,
+    /// This node's certificate, issued by the CA as a node certificate.
+    pub cert: PathBuf,
+    /// Its private key.
+    pub key: PathBuf,
 }
 
 fn default_heartbeat_interval() -> Duration {

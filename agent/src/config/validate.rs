@@ -128,6 +128,13 @@ fn check_node(r: &mut Report, node: &NodeConfig) {
     if node.control_socket.as_os_str().is_empty() {
         r.err("node.control_socket", "empty path");
     }
+    if let Some(tls) = &node.control_tls {
+        for (key, path) in [("ca", &tls.ca), ("cert", &tls.cert), ("key", &tls.key)] {
+            if path.as_os_str().is_empty() {
+                r.err(format_args!("node.control_tls.{key}"), "empty path");
+            }
+        }
+    }
     for (i, peer) in node.join.iter().enumerate() {
         r.check(format_args!("node.join[{i}]"), check_host_port(peer));
     }

@@ -125,8 +125,13 @@ impl Driver {
             };
             if let Some(due) = due {
                 let now = Instant::now();
-                self.heartbeats
-                    .stalled(now, now.saturating_duration_since(due));
+                let late = now.saturating_duration_since(due);
+                if self.heartbeats.stalled(now, late) {
+                    warn!(
+                        stalled_ms = late.as_millis(),
+                        "this node stalled longer than heartbeat_timeout: its heirs may hold its groups beside it until they hear its next advert"
+                    );
+                }
             }
             match step {
                 Step::Command(None) => break None,

@@ -207,10 +207,12 @@ impl Heartbeats {
     /// already silent when the stall began stays silent (crediting it would bring a
     /// dead owner back into the election). Stalls up to `interval / 2` are ordinary
     /// timer lateness and are not credited (crediting the 1 ms every wake carries
-    /// would postpone silence for ever).
-    pub fn stalled(&mut self, now: Instant, late: Duration) {
+    /// would postpone silence for ever). Returns whether the stall outlasted the
+    /// timeout: this node's own beacons stopped that long too, so its heirs may have
+    /// presumed it down and taken its groups until they hear its next advert.
+    pub fn stalled(&mut self, now: Instant, late: Duration) -> bool {
         if late <= self.interval / 2 {
-            return;
+            return false;
         }
         let began = now - late;
         for w in self.watched.values_mut() {
@@ -220,6 +222,7 @@ impl Heartbeats {
                 }
             }
         }
+        late > self.timeout
     }
 
     /// Watched peers heard once and not for `timeout` since.
@@ -335,18 +338,21 @@ mod tests {
         hb.watch(&ids(&["lb2"]));
         hb.receive(&beacon("lb2", 1, 0), t0);
         // Due at 300 ms to judge lb2, this node ran only at 1300 ms.
-        hb.stalled(t0 + 1300 * MS, 1000 * MS);
+        assert!(
+            hb.stalled(t0 + 1300 * MS, 1000 * MS),
+            "longer than the timeout"
+        );
         assert!(hb.silent(t0 + 1300 * MS).is_empty(), "credited the stall");
         assert_eq!(hb.next_wake(t0 + 1300 * MS), Some(t0 + 1400 * MS));
         assert_eq!(hb.silent(t0 + 1400 * MS), ids(&["lb2"]));
         // Silent since 1400 ms, then a stall from 1500 to 2000 ms: still silent.
-        hb.stalled(t0 + 2000 * MS, 500 * MS);
+        assert!(hb.stalled(t0 + 2000 * MS, 500 * MS));
         assert_eq!(hb.silent(t0 + 2000 * MS), ids(&["lb2"]));
         // Ordinary lateness (up to half the interval) credits nothing.
         let mut hb = node(t0);
         hb.watch(&ids(&["lb2"]));
         hb.receive(&beacon("lb2", 1, 0), t0);
-        hb.stalled(t0 + 300 * MS, 50 * MS);
+        assert!(!hb.stalled(t0 + 300 * MS, 50 * MS));
         assert_eq!(hb.silent(t0 + 300 * MS), ids(&["lb2"]));
     }
 

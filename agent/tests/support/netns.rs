@@ -108,3 +108,9 @@ pub fn wait_for(limit: Duration, what: &str, mut check: impl FnMut() -> bool) {
         panic!("timed out after {limit:?} waiting for {what}");
     }
 }
+
+/// Moves the calling thread into namespace `ns` (a client thread of a test).
+pub fn enter(ns: &str) {
+    let file = std::fs::File::open(format!("/run/netns/{ns}")).expect("open the namespace");
+    nix::sched::setns(&file, nix::sched::CloneFlags::CLONE_NEWNET).expect("setns");
+}

@@ -5,6 +5,7 @@ use lvs_proto::v1::{GroupStatus, MemberStatus, RealServerStatus, ServiceStatus, 
 use crate::health::{self, view::HealthView};
 
 use super::Runtime;
+use crate::cluster::router::{Router, State};
 
 impl Runtime {
     pub(super) async fn status(&self) -> StatusReply {
@@ -26,8 +27,19 @@ impl Runtime {
                             digest,
                         )
                     };
+                    // What the node itself claims (its gossip), so two holders show.
+                    let holds = if m.local {
+                        self.held.keys().cloned().collect()
+                    } else {
+                        self.roster
+                            .live_claims()
+                            .find(|(id, _)| **id == m.node_id)
+                            .map_or_else(Vec::new, |(_, c)| c.held.clone())
+                    };
                     MemberStatus {
                         live: m.is_live(),
+                        syncid: u32::from(m.syncid),
+                        holds,
                         node_id: m.node_id,
                         addr: m.addr.to_string(),
                         drain,
@@ -59,6 +71,15 @@ impl Runtime {
                         .filter(|h| h.node.is_none())
                         .map(|h| h.src.to_string())
                         .unwrap_or_default(),
+                    addresses: g.addresses.iter().map(ToString::to_string).collect(),
+                    state: match self.routers.get(&g.name).map(Router::state) {
+                        Some(State::Master) => "MASTER",
+                        Some(State::Backup) => "BACKUP",
+                        Some(State::Initialize) | None => "INIT",
+                    }
+                    .to_owned(),
+                    priority: u32::from(g.priority_of(&self.node.id).get()),
+                    vrrp_id: u32::from(g.vrrp_id),
                 }
             })
             .collect();

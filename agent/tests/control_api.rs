@@ -1,0 +1,439 @@
+//! The control API end to end: real `lvs-agent run` processes in network namespaces
+//! (192.0.2.0/24 on one bridge, VIPs 198.51.100.x, no route out), each serving QUIC
+//! with a node certificate of one cluster CA that `lvs-cli cert` made, and `lvs-cli`
+//! calling them from inside the namespaces. Needs root; fails without it.
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::Arc;
+use std::time::Duration;
+
+use lvs_control::quic::{self, Identity, TlsFiles};
+use lvs_proto::v1::{control_reply::Reply, ControlReply};
+use prost::Message as _;
+use rustls::pki_types::pem::PemObject as _;
+use support::bridge_lab::Lab;
+use support::netns::poll;
+
+const NODES: usize = 3;
+/// Far above the few seconds a cluster takes to form, for a loaded CI machine.
+const DEADLINE: Duration = Duration::from_secs(60);
+
+fn lvs_cli() -> PathBuf {
+    let path = Path::new(env!("CARGO_BIN_EXE_lvs-agent")).with_file_name("lvs-cli");
+    assert!(
+        path.exists(),
+        "{} is missing: build the workspace's binaries (`cargo build --workspace --bins`)",
+        path.display()
+    );
+    path
+}
+
+/// `lvs-cli ARGS` inside node `i`'s namespace (or outside any with `None`).
+fn cli(lab: &Lab, i: Option<usize>, args: &[&str]) -> Output {
+    let mut command = match i {
+        Some(i) => {
+            let mut c = Command::new("ip");
+            c.args(["netns", "exec", &lab.ns(i)]).arg(lvs_cli());
+            c
+        }
+        None => Command::new(lvs_cli()),
+    };
+    command.args(args).output().expect("run lvs-cli")
+}
+
+fn ok(out: &Output, what: &str) -> String {
+    assert!(
+        out.status.success(),
+        "{what}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn cluster_toml() -> String {
+    let mut text = String::from("[cluster]\nname = \"lab\"\n");
+    for g in 1..=NODES {
+        text += &format!(
+            "\n[[vip_group]]\nname = \"g{g}\"\nvrrp_id = {}\naddresses = [\"198.51.100.{}/24\"]\n\
+             priorities = {{ lb{g} = 150 }}\nversion = 3\nadvert_int = 0.2\ngarp_master_delay = 0\n",
+            10 + g,
+            10 + g
+        );
+    }
+    text
+}
+
+fn node_toml(lab: &Lab, i: usize, tls: &Path) -> String {
+    let join: Vec<String> = (1..=NODES)
+        .filter(|&j| j != i)
+        .map(|j| format!("\"192.0.2.{j}:7946\""))
+        .collect();
+    format!(
+        "[node]\nid = \"lb{i}\"\ninterface = \"eth0\"\naddress = \"192.0.2.{i}\"\nsyncid = {i}\n\
+         join = [{}]\ncluster_key_files = [\"{}\"]\ngossip_probe_period = 0.2\n\
+         control_socket = \"{}\"\n\
+         control_tls = {{ ca = \"{tls}/ca.pem\", cert = \"{tls}/lb{i}.pem\", key = \"{tls}/lb{i}.key\" }}\n",
+        join.join(", "),
+        lab.dir.join("cluster.key").display(),
+        lab.socket(i).display(),
+        tls = tls.display()
+    )
+}
+
+/// The CA, a node certificate per node and the operator's, made by `lvs-cli cert`.
+fn certificates(lab: &Lab) -> PathBuf {
+    let tls = lab.dir.join("tls");
+    let dir = tls.to_str().unwrap();
+    ok(
+        &cli(
+            lab,
+            None,
+            &["cert", "init", "--cluster", "lab", "--dir", dir],
+        ),
+        "cert init",
+    );
+    for i in 1..=NODES {
+        let name = format!("lb{i}");
+        ok(
+            &cli(
+                lab,
+                None,
+                &["cert", "issue", "--ca-dir", dir, "--node-cert", &name],
+            ),
+            "cert issue --node-cert",
+        );
+    }
+    ok(
+        &cli(lab, None, &["cert", "issue", "--ca-dir", dir, "ops"]),
+        "cert issue",
+    );
+    tls
+}
+
+/// `--node` and the operator's certificate from `tls`, then `args`.
+fn remote<'a>(node: &'a str, tls: &'a str, who: &'a str, args: &[&'a str]) -> Vec<String> {
+    let mut v: Vec<String> = vec![
+        "--node".into(),
+        node.into(),
+        "--ca".into(),
+        format!("{tls}/ca.pem"),
+        "--cert".into(),
+        format!("{tls}/{who}.pem"),
+        "--key".into(),
+        format!("{tls}/{who}.key"),
+    ];
+    v.extend(args.iter().map(|a| (*a).to_owned()));
+    v
+}
+
+fn call(lab: &Lab, from: usize, to: usize, tls: &Path, args: &[&str]) -> Output {
+    let node = format!("192.0.2.{to}:7947");
+    let args = remote(&node, tls.to_str().unwrap(), "ops", args);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    cli(lab, Some(from), &args)
+}
+
+/// Owners per group and live members, from `status --json`.
+fn view(json: &str) -> (BTreeMap<String, String>, Vec<String>) {
+    let v: serde_json::Value = serde_json::from_str(json).expect("status --json is JSON");
+    let owners = v["groups"]
+        .as_array()
+        .expect("groups")
+        .iter()
+        .map(|g| {
+            (
+                g["name"].as_str().unwrap().to_owned(),
+                g["owner"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    let mut live: Vec<String> = v["members"]
+        .as_array()
+        .expect("members")
+        .iter()
+        .filter(|m| m["live"].as_bool() == Some(true))
+        .map(|m| m["node_id"].as_str().unwrap().to_owned())
+        .collect();
+    live.sort();
+    (owners, live)
+}
+
+fn start(lab: &mut Lab, tls: &Path) {
+    lab.write_key("cluster.key", &"2b".repeat(32));
+    let cluster = lab.write("cluster.toml", &cluster_toml());
+    for i in 1..=NODES {
+        let node = lab.write(&format!("lb{i}.toml"), &node_toml(lab, i, tls));
+        lab.start(i, &node, &cluster);
+    }
+}
+
+#[test]
+fn every_node_reports_the_same_cluster_over_quic_and_strangers_are_refused() {
+    let mut lab = Lab::new("ctl", NODES);
+    let tls = certificates(&lab);
+    start(&mut lab, &tls);
+    let expected: BTreeMap<String, String> = (1..=NODES)
+        .map(|g| (format!("g{g}"), format!("lb{g}")))
+        .collect();
+    let all: Vec<String> = (1..=NODES).map(|i| format!("lb{i}")).collect();
+    let mut last = String::new();
+    let settled = poll(DEADLINE, || {
+        let views: Vec<_> = (1..=NODES)
+            .map(|i| {
+                let out = call(&lab, i, i % NODES + 1, &tls, &["status", "--json"]);
+                if !out.status.success() {
+                    last = String::from_utf8_lossy(&out.stderr).into_owned();
+                }
+                out.status
+                    .success()
+                    .then(|| view(&String::from_utf8_lossy(&out.stdout)))
+            })
+            .collect();
+        views
+            .iter()
+            .all(|v| v.as_ref() == Some(&(expected.clone(), all.clone())))
+            .then_some(())
+    });
+    assert!(
+        settled.is_some(),
+        "every node's status over QUIC names the preferred owners and three live members \
+         (last error: {last}):\n{}",
+        lab.logs()
+    );
+
+    let table = ok(&call(&lab, 2, 1, &tls, &["status"]), "status");
+    for word in ["MEMBERS", "VIP GROUPS", "MASTER", "198.51.100.11/24", "g1"] {
+        assert!(table.contains(word), "status table lacks {word}:\n{table}");
+    }
+    let vips = ok(&call(&lab, 3, 1, &tls, &["vips"]), "vips");
+    let g1 = vips
+        .lines()
+        .find(|l| l.starts_with("g1 "))
+        .expect("a g1 row");
+    for word in ["lb1", "MASTER", "150", "this node"] {
+        assert!(g1.contains(word), "g1 row lacks {word}: {g1}");
+    }
+
+    // A certificate from another CA: refused in the handshake.
+    let other = lab.dir.join("other");
+    let other_dir = other.to_str().unwrap();
+    ok(
+        &cli(&lab, None, &["cert", "init", "--dir", other_dir]),
+        "cert init",
+    );
+    ok(
+        &cli(
+            &lab,
+            None,
+            &["cert", "issue", "--ca-dir", other_dir, "intruder"],
+        ),
+        "cert issue",
+    );
+    let mut args = remote("192.0.2.1:7947", other_dir, "intruder", &["status"]);
+    args[3] = format!("{}/ca.pem", tls.display());
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let out = cli(&lab, Some(2), &args);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("refused this client's certificate"),
+        "a certificate of another CA: {err}"
+    );
+    // Our certificate, but the agent checked against another CA: the client refuses.
+    let mut args = remote("192.0.2.1:7947", tls.to_str().unwrap(), "ops", &["status"]);
+    args[3] = format!("{other_dir}/ca.pem");
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let out = cli(&lab, Some(2), &args);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("not a node of this cluster CA"),
+        "an agent the CA did not certify: {err}"
+    );
+
+    let raw = RawClient::new(&lab, &tls);
+    // No certificate at all: refused before any request is read.
+    let err = raw
+        .exchange(false, b"\x02\x12\x00")
+        .expect_err("no certificate");
+    assert!(err.contains("refused"), "no certificate: {err}");
+    // A malformed request: a precise error, nothing changed.
+    match raw.exchange(true, b"\x05\xff\xff") {
+        Ok(Reply::Error(reason)) => assert!(
+            reason.starts_with("not a ControlRequest"),
+            "malformed request: {reason}"
+        ),
+        other => panic!("malformed request: {other:?}"),
+    }
+    let log = lab.log_text(1);
+    assert!(
+        log.contains("control API: connection refused"),
+        "lb1 logs the refused clients:\n{log}"
+    );
+    let after = call(&lab, 1, 1, &tls, &["status", "--json"]);
+    assert_eq!(
+        view(&ok(&after, "status")),
+        (expected, all),
+        "nothing changed"
+    );
+}
+
+/// A QUIC client outside lvs-cli, for what lvs-cli never sends: no certificate, and
+/// bytes that are not a request. It runs in lb2's namespace through a thread that
+/// entered it.
+struct RawClient {
+    ns: String,
+    tls: TlsFiles,
+}
+
+impl RawClient {
+    fn new(lab: &Lab, tls: &Path) -> RawClient {
+        RawClient {
+            ns: lab.ns(2),
+            tls: TlsFiles {
+                ca: tls.join("ca.pem"),
+                cert: tls.join("ops.pem"),
+                key: tls.join("ops.key"),
+            },
+        }
+    }
+
+    fn exchange(&self, with_cert: bool, bytes: &'static [u8]) -> Result<Reply, String> {
+        let ns = self.ns.clone();
+        let tls = self.tls.clone();
+        std::thread::spawn(move || {
+            support::netns::enter(&ns);
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(raw_exchange(&tls, with_cert, bytes))
+        })
+        .join()
+        .expect("raw client thread")
+    }
+}
+
+async fn raw_exchange(tls: &TlsFiles, with_cert: bool, bytes: &[u8]) -> Result<Reply, String> {
+    let addr = "192.0.2.1:7947".parse().unwrap();
+    let identity = Identity::load(tls).map_err(|e| e.to_string())?;
+    let mut endpoint = quic::client_endpoint(&identity, addr).map_err(|e| e.to_string())?;
+    if !with_cert {
+        let mut roots = rustls::RootCertStore::empty();
+        for cert in rustls::pki_types::CertificateDer::pem_file_iter(&tls.ca).unwrap() {
+            roots.add(cert.unwrap()).unwrap();
+        }
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let mut config = rustls::ClientConfig::builder_with_provider(provider)
+            .with_protocol_versions(&[&rustls::version::TLS13])
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        config.alpn_protocols = vec![quic::ALPN.to_vec()];
+        let crypto = quinn::crypto::rustls::QuicClientConfig::try_from(config).unwrap();
+        endpoint.set_default_client_config(quinn::ClientConfig::new(Arc::new(crypto)));
+    }
+    let connection = endpoint
+        .connect(addr, lvs_control::pki::NODE_NAME)
+        .map_err(|e| e.to_string())?
+        .await
+        .map_err(|e| quic::explain(&e))?;
+    let result = async {
+        let (mut send, mut recv) = connection.open_bi().await.map_err(|e| e.to_string())?;
+        send.write_all(bytes).await.map_err(|e| e.to_string())?;
+        send.finish().map_err(|e| e.to_string())?;
+        let reply = recv.read_to_end(1 << 20).await.map_err(|e| e.to_string())?;
+        ControlReply::decode_length_delimited(reply.as_slice())
+            .map_err(|e| e.to_string())?
+            .reply
+            .ok_or_else(|| "empty reply".to_owned())
+    }
+    .await
+    .map_err(|e| match connection.close_reason() {
+        Some(reason) => quic::explain(&reason),
+        None => e,
+    });
+    connection.close(0u32.into(), b"done");
+    endpoint.wait_idle().await;
+    result
+}
+
+#[test]
+fn the_socket_serves_root_only_and_one_agent() {
+    let mut lab = Lab::new("sock", 1);
+    let tls = certificates(&lab);
+    lab.write_key("cluster.key", &"2b".repeat(32));
+    let cluster = lab.write("cluster.toml", &cluster_toml());
+    let node = lab.write("lb1.toml", &node_toml(&lab, 1, &tls));
+    lab.start(1, &node, &cluster);
+    let socket = lab.socket(1);
+    let socket_s = socket.to_str().unwrap().to_owned();
+    let answered = poll(DEADLINE, || {
+        ok_quiet(&cli(&lab, None, &["--socket", &socket_s, "members"]))
+    });
+    let members = answered.unwrap_or_else(|| panic!("lb1 answers:\n{}", lab.logs()));
+    assert!(members.contains("lb1*"), "members: {members}");
+
+    // Not root: the socket file's mode stops it, and so does the agent.
+    let as_nobody = |args: &[&str]| {
+        Command::new("setpriv")
+            .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+            .arg(lvs_cli())
+            .args(args)
+            .output()
+            .expect("run setpriv (util-linux)")
+    };
+    let out = as_nobody(&["--socket", &socket_s, "status"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("permission denied: run as root"),
+        "a non-root caller: {err}"
+    );
+    std::fs::set_permissions(&socket, std::os::unix::fs::PermissionsExt::from_mode(0o666)).unwrap();
+    let out = as_nobody(&["--socket", &socket_s, "status"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("serves root only (caller uid 65534)"),
+        "a non-root caller on a loosened socket: {err}"
+    );
+
+    // A second agent on the same socket refuses to start; the first keeps serving.
+    let second = lab.write(
+        "lb9.toml",
+        &node_toml(&lab, 1, &tls)
+            .replace("id = \"lb1\"", "id = \"lb9\"")
+            .replace("syncid = 1", "syncid = 9\ngossip_listen = \"192.0.2.1:7956\"\ncontrol_listen = \"192.0.2.1:7957\""),
+    );
+    let out = Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            &lab.ns(1),
+            env!("CARGO_BIN_EXE_lvs-agent"),
+            "run",
+            "-c",
+        ])
+        .arg(&second)
+        .arg("-c")
+        .arg(&cluster)
+        .output()
+        .expect("run a second lvs-agent");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("another lvs-agent answers there"),
+        "a second agent on the socket: {err}"
+    );
+    assert!(
+        ok_quiet(&cli(&lab, None, &["--socket", &socket_s, "members"])).is_some(),
+        "the first agent still answers:\n{}",
+        lab.logs()
+    );
+}
+
+fn ok_quiet(out: &Output) -> Option<String> {
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+}

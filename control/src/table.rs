@@ -1,0 +1,326 @@
+//! The replies as text: `lvs-agent status`'s one line per fact (for scripts and
+//! tests), and `lvs-cli`'s tables in ipvsadm's and keepalived's words (MASTER/BACKUP,
+//! VIPs, priorities).
+
+use std::collections::BTreeMap;
+
+use lvs_proto::v1::{GroupStatus, MemberStatus, StatusReply};
+
+/// Columns padded to their widest cell, two spaces apart; the last is not padded.
+fn columns(rows: &[Vec<String>]) -> String {
+    let mut widths: Vec<usize> = Vec::new();
+    for row in rows {
+        for (i, cell) in row.iter().enumerate() {
+            if widths.len() <= i {
+                widths.push(0);
+            }
+            widths[i] = widths[i].max(cell.chars().count());
+        }
+    }
+    let mut out = String::new();
+    for row in rows {
+        let mut line = String::new();
+        for (i, cell) in row.iter().enumerate() {
+            if i + 1 == row.len() {
+                line += cell;
+            } else {
+                line += &format!("{cell:<w$}  ", w = widths[i]);
+            }
+        }
+        out += line.trim_end();
+        out.push('\n');
+    }
+    out
+}
+
+fn or_dash(s: &str) -> String {
+    if s.is_empty() {
+        "-".to_owned()
+    } else {
+        s.to_owned()
+    }
+}
+
+/// `lvs-cli members`: one row per member.
+pub fn members(status: &StatusReply) -> String {
+    let mut rows = vec![["NODE", "ADDRESS", "STATE", "SYNCID", "HOLDS", "CONFIG"]
+        .map(String::from)
+        .to_vec()];
+    for m in &status.members {
+        rows.push(vec![
+            format!("{}{}", m.node_id, if m.local { "*" } else { "" }),
+            m.addr.clone(),
+            member_state(m),
+            m.syncid.to_string(),
+            or_dash(&m.holds.join(",")),
+            format!("{:016x}", m.config_digest),
+        ]);
+    }
+    columns(&rows)
+}
+
+fn member_state(m: &MemberStatus) -> String {
+    let mut state = if m.live { "alive" } else { "down" }.to_owned();
+    if m.live && !m.ready {
+        state += ",not-ready";
+    }
+    if m.drain {
+        state += ",drained";
+    }
+    state
+}
+
+/// `lvs-cli vips`: one row per VIP group.
+pub fn vips(status: &StatusReply) -> String {
+    let mut rows = vec![[
+        "GROUP",
+        "VRID",
+        "OWNER",
+        "HERE",
+        "PRIORITY",
+        "MASTER",
+        "ADDRESSES",
+    ]
+    .map(String::from)
+    .to_vec()];
+    for g in &status.groups {
+        rows.push(vec![
+            g.name.clone(),
+            g.vrrp_id.to_string(),
+            or_dash(&g.owner),
+            or_dash(&g.state),
+            g.priority.to_string(),
+            master(g),
+            g.addresses.join(","),
+        ]);
+    }
+    columns(&rows)
+}
+
+/// Who is VRRP master as this node sees it: itself, a foreign router, or the owner.
+fn master(g: &GroupStatus) -> String {
+    if g.held {
+        "this node".to_owned()
+    } else if !g.foreign_master.is_empty() {
+        format!("{} (not an agent)", g.foreign_master)
+    } else {
+        or_dash(&g.owner)
+    }
+}
+
+/// Warnings an operator must see: two holders, config skew, conflicts, members down.
+pub fn warnings(status: &StatusReply) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut holders: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+    for m in status.members.iter().filter(|m| m.live) {
+        for g in &m.holds {
+            holders.entry(g).or_default().push(&m.node_id);
+        }
+    }
+    for (group, nodes) in holders.iter().filter(|(_, n)| n.len() > 1) {
+        out.push(format!("two holders: {group} on {}", nodes.join(" and ")));
+    }
+    for peer in &status.config_differs {
+        out.push(format!(
+            "config skew: {peer} has another cluster config (no preemption until it matches)"
+        ));
+    }
+    out.extend(status.conflicts.iter().cloned());
+    for m in status.members.iter().filter(|m| !m.live) {
+        out.push(format!("unreachable: {} ({})", m.node_id, m.addr));
+    }
+    out
+}
+
+/// `lvs-cli status`: members, VIP groups, services and warnings at a glance.
+pub fn status_table(status: &StatusReply) -> String {
+    let mut out = format!(
+        "cluster as {} sees it (config {:016x})\n\nMEMBERS\n{}\nVIP GROUPS\n{}",
+        status.node_id,
+        status.config_digest,
+        members(status),
+        vips(status)
+    );
+    if !status.services.is_empty() {
+        let mut rows = vec![["SERVICE", "HEALTHY", "FAILING"].map(String::from).to_vec()];
+        for s in &status.services {
+            let failing: Vec<String> = s
+                .troubled
+                .iter()
+                .filter(|rs| !rs.up)
+                .map(|rs| format!("{} ({})", rs.real_server, or_dash(&rs.last_failure)))
+                .collect();
+            rows.push(vec![
+                s.service.clone(),
+                format!("{}/{}", s.healthy, s.total),
+                or_dash(&failing.join(", ")),
+            ]);
+        }
+        out += &format!("\nSERVICES\n{}", columns(&rows));
+    }
+    let warnings = warnings(status);
+    if !warnings.is_empty() {
+        out += "\nWARNINGS\n";
+        for w in warnings {
+            out += &format!("  {w}\n");
+        }
+    }
+    out
+}
+
+/// `lvs-agent status` output: one line per member, group and drop counter, e.g.
+/// `group web owner lb1 held foreign -`.
+pub fn lines(status: &StatusReply) -> String {
+    let mut out = format!("node {}\n", status.node_id);
+    for m in &status.members {
+        let state = if m.live { "live" } else { "down" };
+        let drain = if m.drain { " drain" } else { "" };
+        let local = if m.local { " local" } else { "" };
+        let ready = if m.live && !m.ready { " not-ready" } else { "" };
+        out += &format!(
+            "member {} {} {state}{drain}{ready}{local} config {:016x}\n",
+            m.node_id, m.addr, m.config_digest
+        );
+    }
+    for peer in &status.config_differs {
+        out += &format!(
+            "config differs: {peer} (ours {:016x}): no preemption until it matches\n",
+            status.config_digest
+        );
+    }
+    for conflict in &status.conflicts {
+        out += &format!("conflict: {conflict}\n");
+    }
+    let dash = |s: &str| {
+        if s.is_empty() {
+            "-".to_owned()
+        } else {
+            s.to_owned()
+        }
+    };
+    for g in &status.groups {
+        let held = if g.held { "held" } else { "not-held" };
+        out += &format!(
+            "group {} owner {} {held} foreign {}\n",
+            g.name,
+            dash(&g.owner),
+            dash(&g.foreign_master)
+        );
+    }
+    for svc in &status.services {
+        out += &format!(
+            "service {} healthy {}/{}\n",
+            svc.service, svc.healthy, svc.total
+        );
+        for rs in &svc.troubled {
+            let here = if rs.up { "up" } else { "down" };
+            let disagree = if (rs.up && !rs.down_on.is_empty()) || (!rs.up && !rs.up_on.is_empty())
+            {
+                " DISAGREE"
+            } else {
+                ""
+            };
+            let reason = if rs.last_failure.is_empty() {
+                String::new()
+            } else {
+                format!(" ({})", rs.last_failure)
+            };
+            out += &format!(
+                "  real-server {} {here}{reason} down-on [{}] up-on [{}]{disagree}\n",
+                rs.real_server,
+                rs.down_on.join(" "),
+                rs.up_on.join(" ")
+            );
+        }
+    }
+    for (reason, count) in &status.vrrp_dropped {
+        out += &format!("vrrp-dropped {reason} {count}\n");
+    }
+    for (name, count) in status.gossip.iter().filter(|(_, n)| **n > 0) {
+        out += &format!("gossip {name} {count}\n");
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use lvs_proto::v1::{RealServerStatus, ServiceStatus};
+
+    #[test]
+    fn status_lists_services_and_flags_disagreement() {
+        let status = StatusReply {
+            node_id: "lb1".into(),
+            services: vec![ServiceStatus {
+                service: "tcp 10.0.0.10:80".into(),
+                healthy: 1,
+                total: 2,
+                troubled: vec![RealServerStatus {
+                    real_server: "172.16.0.100:80".into(),
+                    up: false,
+                    last_failure: "GET /: status 503".into(),
+                    down_on: vec![],
+                    up_on: vec!["lb2".into()],
+                }],
+            }],
+            ..StatusReply::default()
+        };
+        assert_eq!(
+            lines(&status),
+            "node lb1\nservice tcp 10.0.0.10:80 healthy 1/2\n  real-server 172.16.0.100:80 down \
+             (GET /: status 503) down-on [] up-on [lb2] DISAGREE\n"
+        );
+    }
+
+    #[test]
+    fn the_status_table_shows_members_groups_and_warnings() {
+        use lvs_proto::v1::{GroupStatus, MemberStatus};
+        let member = |id: &str, live: bool, holds: &[&str]| MemberStatus {
+            node_id: id.into(),
+            addr: format!("192.0.2.{}:7946", &id[2..]),
+            live,
+            ready: live,
+            local: id == "lb1",
+            syncid: id[2..].parse().unwrap(),
+            holds: holds.iter().map(|s| (*s).to_owned()).collect(),
+            ..MemberStatus::default()
+        };
+        let status = StatusReply {
+            node_id: "lb1".into(),
+            members: vec![
+                member("lb1", true, &["g1"]),
+                member("lb2", true, &["g1"]),
+                member("lb3", false, &[]),
+            ],
+            groups: vec![GroupStatus {
+                name: "g1".into(),
+                owner: "lb1".into(),
+                held: true,
+                addresses: vec!["198.51.100.1/24".into()],
+                state: "MASTER".into(),
+                priority: 150,
+                vrrp_id: 51,
+                ..GroupStatus::default()
+            }],
+            config_differs: vec!["lb2".into()],
+            ..StatusReply::default()
+        };
+        let text = status_table(&status);
+        assert_eq!(
+            text,
+            "cluster as lb1 sees it (config 0000000000000000)\n\n\
+             MEMBERS\n\
+             NODE  ADDRESS         STATE  SYNCID  HOLDS  CONFIG\n\
+             lb1*  192.0.2.1:7946  alive  1       g1     0000000000000000\n\
+             lb2   192.0.2.2:7946  alive  2       g1     0000000000000000\n\
+             lb3   192.0.2.3:7946  down   3       -      0000000000000000\n\
+             \nVIP GROUPS\n\
+             GROUP  VRID  OWNER  HERE    PRIORITY  MASTER     ADDRESSES\n\
+             g1     51    lb1    MASTER  150       this node  198.51.100.1/24\n\
+             \nWARNINGS\n\
+             \x20 two holders: g1 on lb1 and lb2\n\
+             \x20 config skew: lb2 has another cluster config (no preemption until it matches)\n\
+             \x20 unreachable: lb3 (192.0.2.3:7946)\n"
+        );
+    }
+}
