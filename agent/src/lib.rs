@@ -9,6 +9,7 @@ pub mod config;
 pub mod health;
 pub mod ipvs;
 pub mod membership;
+pub mod metrics;
 pub mod node;
 pub mod ownership;
 pub mod sim;

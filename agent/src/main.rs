@@ -34,7 +34,8 @@ enum Command {
         config: Vec<PathBuf>,
     },
     /// Ask the running agent to contact more gossip peers, `host:port` (IPv6 as
-    /// `[addr]:port`), to join it to a running cluster.
+    /// `[addr]:port`), to join it to a running cluster. Prints the peers that answered
+    /// within 5 s and those that did not; fails when none answered.
     Join {
         /// The agent's control socket (`[node] control_socket`).
         #[arg(long, value_name = "PATH", default_value = DEFAULT_SOCKET)]
@@ -115,10 +116,16 @@ fn control(socket: &Path, request: Request) -> ExitCode {
         .map_err(anyhow::Error::from)
         .and_then(|rt| rt.block_on(lvs_control::client::call(&target, request, CONTROL_TIMEOUT)));
     match answer {
-        Ok(Reply::Join(join)) => {
-            println!("contacted {}", join.contacted.join(" "));
-            ExitCode::SUCCESS
-        }
+        Ok(Reply::Join(join)) => match lvs_control::table::join(&join) {
+            Ok(text) => {
+                print!("{text}");
+                ExitCode::SUCCESS
+            }
+            Err(reason) => {
+                eprintln!("lvs-agent join: {reason}");
+                ExitCode::FAILURE
+            }
+        },
         Ok(Reply::Drain(drain)) => {
             if drain.held.is_empty() {
                 println!("holds no VIP group");

@@ -24,6 +24,7 @@
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
@@ -39,6 +40,7 @@ use crate::ipvs::plan::Scope;
 use crate::ipvs::reconcile::Reconciler;
 use crate::ipvs::{desired, sync, sysctl, Error as IpvsError, IpvsClient};
 use crate::membership::KeyRing;
+use crate::metrics::Metrics;
 
 /// A loaded config with what the IPVS and health stages derive from it.
 struct Loaded {
@@ -125,13 +127,27 @@ pub async fn run(config_files: &[PathBuf]) -> anyhow::Result<()> {
     // The control sockets first: a second agent on this node, or a bad control_tls,
     // stops here, before anything is changed.
     let control = cluster::Stage::bind(&config.node, &config.cluster).await?;
-    let mut ipvs = IpvsStage::start(&config).await?;
+    let metrics = Metrics::new();
+    let mut ipvs = IpvsStage::start(&config, Arc::clone(&metrics)).await?;
     let checks = health::runner::spawn(config.checks.clone());
     let mut verdicts = checks.verdicts();
     ipvs.health.verdicts = verdicts.borrow_and_update().clone();
     let cluster = match control {
         Some(control) => Some(
-            cluster::Stage::start(&config.node, &config.cluster, checks.verdicts(), control)
+            cluster::Stage::start(
+                &config.node,
+                &config.cluster,
+                checks.verdicts(),
+                control,
+                Arc::clone(&metrics),
+            )
+            .await?,
+        ),
+        None => None,
+    };
+    let _metrics_server = match config.node.metrics_listen {
+        Some(addr) => Some(
+            crate::metrics::serve(addr, metrics, cluster.as_ref().map(|s| s.handle.clone()))
                 .await?,
         ),
         None => None,
@@ -283,10 +299,11 @@ struct IpvsStage {
     reconciler: Reconciler,
     /// The real servers' health: which of them the services' pools hold.
     health: Health,
+    metrics: Arc<Metrics>,
 }
 
 impl IpvsStage {
-    async fn start(config: &Loaded) -> anyhow::Result<Self> {
+    async fn start(config: &Loaded, metrics: Arc<Metrics>) -> anyhow::Result<Self> {
         let client = match IpvsClient::connect().await {
             Ok(client) => Some(client),
             Err(IpvsError::FamilyNotFound) if config.cluster.services.is_empty() => {
@@ -303,6 +320,7 @@ impl IpvsStage {
             retired: Scope::default(),
             reconciler: Reconciler::default(),
             health: Health::default(),
+            metrics,
         };
         stage.apply_sysctls(&config.cluster);
         Ok(stage)
@@ -331,12 +349,23 @@ impl IpvsStage {
         let scope = config.scope.union(&self.retired);
         let desired = desired::services(&config.cluster, &mut self.health);
         let reconciler = &mut self.reconciler;
+        let started = std::time::Instant::now();
         let done = match pass {
             Pass::DriftCheck => reconciler.check_drift(client, &desired, &scope).await,
             Pass::Changes => reconciler.apply_changes(client, &desired, &scope).await,
         };
         match done {
             Ok(report) => {
+                let kind = match pass {
+                    Pass::DriftCheck => "drift",
+                    Pass::Changes => "changes",
+                };
+                self.metrics.reconciled(
+                    kind,
+                    started.elapsed(),
+                    report.applied,
+                    report.failed.len(),
+                );
                 if report.is_clean() {
                     self.retired = Scope::default();
                 }
@@ -358,6 +387,15 @@ impl IpvsStage {
     async fn sync_daemons(&self, config: &Loaded, owns_any: bool) {
         let Some(client) = &self.client else { return };
         let want = sync::desired(&config.node, &config.cluster.sync, owns_any);
+        for (role, state) in [
+            ("master", crate::ipvs::model::SyncState::Master),
+            ("backup", crate::ipvs::model::SyncState::Backup),
+        ] {
+            self.metrics
+                .sync_daemons
+                .get_or_create(&crate::metrics::Role { role })
+                .set(i64::from(want.iter().any(|d| d.state == state)));
+        }
         if let Err(e) = sync::reconcile(client, &want).await {
             error!("ipvs: cannot read the sync daemons: {e} (retrying at the next pass)");
         }

@@ -270,7 +270,24 @@ fn five_agents_converge_and_a_joined_sixth_takes_its_share() {
         "192.0.2.1:7946",
     ]);
     assert!(joined.status.success(), "lvs-agent join: {joined:?}");
+    let said = String::from_utf8_lossy(&joined.stdout);
+    assert_eq!(
+        said, "answered lb1 192.0.2.1:7946\n",
+        "join names who answered"
+    );
     converge(&lab, &[1, 2, 3, 4, 5, 6], "lb6 joined");
+    // Nobody at that address: the join says so and fails.
+    let silent = lab.agent_cli(&[
+        "join",
+        "--socket",
+        socket.to_str().unwrap(),
+        "192.0.2.99:7946",
+    ]);
+    let err = String::from_utf8_lossy(&silent.stderr);
+    assert!(
+        !silent.status.success() && err.contains("no peer answered: 192.0.2.99:7946"),
+        "a join nobody answers: {silent:?}"
+    );
     assert!(
         !expected(&[1, 2, 3, 4, 5, 6])[5].is_empty(),
         "lb6 should own some group"

@@ -67,6 +67,9 @@ fn cluster_toml() -> String {
     text
 }
 
+/// lb1 serves its metrics here.
+const METRICS: &str = "192.0.2.1:9947";
+
 fn node_toml(lab: &Lab, i: usize, tls: &Path) -> String {
     let join: Vec<String> = (1..=NODES)
         .filter(|&j| j != i)
@@ -76,10 +79,16 @@ fn node_toml(lab: &Lab, i: usize, tls: &Path) -> String {
         "[node]\nid = \"lb{i}\"\ninterface = \"eth0\"\naddress = \"192.0.2.{i}\"\nsyncid = {i}\n\
          join = [{}]\ncluster_key_files = [\"{}\"]\ngossip_probe_period = 0.2\n\
          control_socket = \"{}\"\n\
-         control_tls = {{ ca = \"{tls}/ca.pem\", cert = \"{tls}/lb{i}.pem\", key = \"{tls}/lb{i}.key\" }}\n",
+         control_tls = {{ ca = \"{tls}/ca.pem\", cert = \"{tls}/lb{i}.pem\", key = \"{tls}/lb{i}.key\" }}\n\
+         {}",
         join.join(", "),
         lab.dir.join("cluster.key").display(),
         lab.socket(i).display(),
+        if i == 1 {
+            format!("metrics_listen = \"{METRICS}\"\n")
+        } else {
+            String::new()
+        },
         tls = tls.display()
     )
 }
@@ -278,6 +287,70 @@ fn every_node_reports_the_same_cluster_over_quic_and_strangers_are_refused() {
         (expected, all),
         "nothing changed"
     );
+
+    let metrics = scrape(&lab.ns(2));
+    for (name, at_least) in [
+        ("lvs_members{state=\"alive\"}", 3.0),
+        ("lvs_group_held{group=\"g1\"}", 1.0),
+        ("lvs_vrrp_adverts_sent_total", 1.0),
+        ("lvs_vrrp_adverts_received_total", 1.0),
+        (
+            "lvs_ownership_changes_total{group=\"g1\",change=\"acquired\"}",
+            1.0,
+        ),
+        ("lvs_control_refused_total{transport=\"quic\"}", 2.0),
+        ("lvs_gossip_datagrams_total{name=\"received\"}", 1.0),
+    ] {
+        let value = metrics.get(name).copied();
+        assert!(
+            value.is_some_and(|v| v >= at_least),
+            "{name} = {value:?}, expected at least {at_least}: {metrics:?}"
+        );
+    }
+    assert_eq!(metrics.get("lvs_members{state=\"down\"}"), Some(&0.0));
+}
+
+/// GET /metrics from lb1, from inside namespace `ns`; every sample line parsed
+/// (`name{labels} value`), comments and `# EOF` checked.
+fn scrape(ns: &str) -> BTreeMap<String, f64> {
+    let ns = ns.to_owned();
+    let text = std::thread::spawn(move || {
+        use std::io::{Read as _, Write as _};
+        support::netns::enter(&ns);
+        let mut stream = std::net::TcpStream::connect(METRICS).expect("connect to /metrics");
+        stream
+            .write_all(b"GET /metrics HTTP/1.1\r\nHost: lb1\r\n\r\n")
+            .unwrap();
+        let mut text = String::new();
+        stream.read_to_string(&mut text).unwrap();
+        text
+    })
+    .join()
+    .expect("scrape thread");
+    let (head, body) = text.split_once("\r\n\r\n").expect("an HTTP response");
+    assert!(head.starts_with("HTTP/1.1 200 OK"), "{head}");
+    assert!(body.ends_with("# EOF\n"), "OpenMetrics ends with # EOF");
+    let mut samples = BTreeMap::new();
+    for line in body.lines().filter(|l| !l.starts_with('#')) {
+        let (name, value) = line.rsplit_once(' ').expect("`name value`");
+        let value: f64 = value
+            .parse()
+            .unwrap_or_else(|_| panic!("a number in {line:?}"));
+        let bare = name.split('{').next().unwrap();
+        assert!(
+            !bare.is_empty()
+                && bare
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':'),
+            "a metric name in {line:?}"
+        );
+        assert!(
+            !name.contains('{') || name.ends_with('}'),
+            "labels closed in {line:?}"
+        );
+        samples.insert(name.to_owned(), value);
+    }
+    samples
 }
 
 /// A QUIC client outside lvs-cli, for what lvs-cli never sends: no certificate, and

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, CommandFactory as _, Parser, Subcommand};
 use lvs_control::client::{self, Target};
 use lvs_control::pki::{self, Role};
 use lvs_control::quic::TlsFiles;
@@ -82,7 +82,8 @@ enum Command {
     Members,
     /// VIP groups: VRID, owner, this node's VRRP state and priority, master, addresses.
     Vips,
-    /// Ask the agent to contact more gossip peers (`host:port`), joining it to a cluster.
+    /// Ask the agent to contact more gossip peers (`host:port`), joining it to a
+    /// cluster; prints those that answered within 5 s, fails when none did.
     Join {
         #[arg(required = true, value_name = "PEER")]
         peers: Vec<String>,
@@ -95,6 +96,14 @@ enum Command {
     /// The cluster CA and its certificates.
     #[command(subcommand)]
     Cert(Cert),
+    /// Print a shell completion script (e.g. `lvs-cli completions bash >
+    /// /etc/bash_completion.d/lvs-cli`).
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff), generated from these definitions.
+    Man,
 }
 
 #[derive(Subcommand)]
@@ -136,13 +145,25 @@ fn main() -> ExitCode {
         Command::Join { peers } => {
             send(&call, Request::Join(JoinRequest { peers })).and_then(|reply| match reply {
                 Reply::Join(join) if call.json => json(&join),
-                Reply::Join(join) => Ok(format!("contacted {}\n", join.contacted.join(" "))),
+                Reply::Join(join) => table::join(&join).map_err(anyhow::Error::msg),
                 other => unexpected(&other),
             })
         }
         Command::Drain => drain(&call, true),
         Command::Undrain => drain(&call, false),
         Command::Cert(cert) => cert_command(cert),
+        Command::Completions { shell } => {
+            let mut out = Vec::new();
+            clap_complete::generate(shell, &mut Cli::command(), "lvs-cli", &mut out);
+            String::from_utf8(out).map_err(anyhow::Error::from)
+        }
+        Command::Man => {
+            let mut out = Vec::new();
+            clap_mangen::Man::new(Cli::command())
+                .render(&mut out)
+                .map_err(anyhow::Error::from)
+                .and_then(|()| String::from_utf8(out).map_err(anyhow::Error::from))
+        }
     };
     match result {
         Ok(text) => {
@@ -253,10 +274,30 @@ fn cert_command(cert: Cert) -> anyhow::Result<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use clap::CommandFactory as _;
 
     #[test]
     fn the_command_line_is_consistent() {
         Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn the_man_page_and_completions_cover_every_command() {
+        let mut man = Vec::new();
+        clap_mangen::Man::new(Cli::command())
+            .render(&mut man)
+            .unwrap();
+        let man = String::from_utf8(man).unwrap();
+        let mut bash = Vec::new();
+        clap_complete::generate(
+            clap_complete::Shell::Bash,
+            &mut Cli::command(),
+            "lvs-cli",
+            &mut bash,
+        );
+        let bash = String::from_utf8(bash).unwrap();
+        for command in ["status", "members", "vips", "join", "drain", "cert"] {
+            assert!(man.contains(command), "man page lacks {command}");
+            assert!(bash.contains(command), "completions lack {command}");
+        }
     }
 }

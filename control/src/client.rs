@@ -88,26 +88,65 @@ async fn over_quic(
     tls: &TlsFiles,
     message: &ControlRequest,
 ) -> anyhow::Result<ControlReply> {
-    let identity = Identity::load(tls)?;
-    let endpoint = quic::client_endpoint(&identity, addr)?;
-    let connection = endpoint
-        .connect(addr, crate::pki::NODE_NAME)
-        .with_context(|| format!("{addr}"))?
-        .await
-        .map_err(|e| anyhow::anyhow!("{addr}: {}", quic::explain(&e)))?;
-    let exchange = async {
-        let (mut send, mut recv) = connection.open_bi().await?;
-        send.write_all(&frame::encode(message)).await?;
-        send.finish()?;
-        frame::read::<ControlReply>(&mut recv, frame::MAX_REPLY).await
-    };
-    // A refused client certificate shows only here, as the connection's close reason:
-    // TLS 1.3 lets the client finish its handshake before the agent has judged it.
-    let reply = exchange.await.map_err(|e| match connection.close_reason() {
-        Some(reason) => anyhow::anyhow!("{addr}: {}", quic::explain(&reason)),
-        None => anyhow::anyhow!("{addr}: {e:#}"),
-    });
-    connection.close(0u32.into(), b"done");
-    endpoint.wait_idle().await;
+    let session = Session::open(addr, tls).await?;
+    let reply = session.exchange(message).await;
+    session.close().await;
     reply
+}
+
+/// One QUIC connection to an agent, for many calls (one stream each).
+pub struct Session {
+    addr: SocketAddr,
+    endpoint: quinn::Endpoint,
+    connection: quinn::Connection,
+}
+
+impl Session {
+    pub async fn open(addr: SocketAddr, tls: &TlsFiles) -> anyhow::Result<Session> {
+        let identity = Identity::load(tls)?;
+        let endpoint = quic::client_endpoint(&identity, addr)?;
+        let connection = endpoint
+            .connect(addr, crate::pki::NODE_NAME)
+            .with_context(|| format!("{addr}"))?
+            .await
+            .map_err(|e| anyhow::anyhow!("{addr}: {}", quic::explain(&e)))?;
+        Ok(Session {
+            addr,
+            endpoint,
+            connection,
+        })
+    }
+
+    /// One call; an error reply is an error.
+    pub async fn call(&self, request: Request) -> anyhow::Result<Reply> {
+        let message = ControlRequest {
+            request: Some(request),
+        };
+        let reply = self.exchange(&message).await?;
+        frame::into_result(reply).map_err(|e| anyhow::anyhow!("{}: {e}", self.addr))
+    }
+
+    async fn exchange(&self, message: &ControlRequest) -> anyhow::Result<ControlReply> {
+        let exchange = async {
+            let (mut send, mut recv) = self.connection.open_bi().await?;
+            send.write_all(&frame::encode(message)).await?;
+            send.finish()?;
+            frame::read::<ControlReply>(&mut recv, frame::MAX_REPLY).await
+        };
+        // A refused client certificate shows only here, as the connection's close
+        // reason: TLS 1.3 lets the client finish its handshake before the agent has
+        // judged it.
+        exchange
+            .await
+            .map_err(|e| match self.connection.close_reason() {
+                Some(reason) => anyhow::anyhow!("{}: {}", self.addr, quic::explain(&reason)),
+                None => anyhow::anyhow!("{}: {e:#}", self.addr),
+            })
+    }
+
+    /// Closes the connection and waits for the agent to be told.
+    pub async fn close(self) {
+        self.connection.close(0u32.into(), b"done");
+        self.endpoint.wait_idle().await;
+    }
 }

@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use lvs_proto::v1::{GroupStatus, MemberStatus, StatusReply};
+use lvs_proto::v1::{GroupStatus, JoinReply, MemberStatus, StatusReply};
 
 /// Columns padded to their widest cell, two spaces apart; the last is not padded.
 fn columns(rows: &[Vec<String>]) -> String {
@@ -166,6 +166,24 @@ pub fn status_table(status: &StatusReply) -> String {
         }
     }
     out
+}
+
+/// A join's outcome: which peers answered; an error when none did.
+pub fn join(reply: &JoinReply) -> Result<String, String> {
+    if reply.answered.is_empty() {
+        return Err(format!(
+            "no peer answered: {} (is an agent running there, with this cluster's key?)",
+            reply.silent.join(" ")
+        ));
+    }
+    let mut out = String::new();
+    for peer in &reply.answered {
+        out += &format!("answered {peer}\n");
+    }
+    for peer in &reply.silent {
+        out += &format!("silent {peer}\n");
+    }
+    Ok(out)
 }
 
 /// `lvs-agent status` output: one line per member, group and drop counter, e.g.

@@ -3,7 +3,11 @@
 //! one `lvs.v1.ControlRequest` in, one `ControlReply` out, per stream
 //! (proto/lvs/v1/control.proto, `lvs_control::frame`).
 
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context as _;
 use lvs_control::quic::{Identity, TlsFiles};
@@ -16,10 +20,12 @@ use prost::Message as _;
 use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _};
 use tokio::net::UnixListener;
 use tokio::task::JoinHandle;
+use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
 use super::ClusterHandle;
 use crate::config::NodeConfig;
+use crate::metrics::{Metrics, Transport};
 
 /// The serving tasks; dropping it stops serving and removes the socket file.
 pub struct ControlServer {
@@ -71,24 +77,33 @@ pub async fn bind(node: &NodeConfig) -> anyhow::Result<Listeners> {
 }
 
 /// Serves `cluster` on the bound sockets.
-pub fn serve(listeners: Listeners, cluster: ClusterHandle) -> ControlServer {
+pub fn serve(listeners: Listeners, cluster: ClusterHandle, metrics: Arc<Metrics>) -> ControlServer {
     let Listeners { path, unix, quic } = listeners;
-    let mut tasks = vec![tokio::spawn(serve_unix(unix, cluster.clone()))];
+    let mut tasks = vec![tokio::spawn(serve_unix(
+        unix,
+        cluster.clone(),
+        Arc::clone(&metrics),
+    ))];
     if let Some(endpoint) = quic {
-        tasks.push(tokio::spawn(serve_quic(endpoint, cluster)));
+        tasks.push(tokio::spawn(serve_quic(endpoint, cluster, metrics)));
     }
     ControlServer { path, tasks }
 }
 
-async fn serve_unix(listener: UnixListener, cluster: ClusterHandle) {
+async fn serve_unix(listener: UnixListener, cluster: ClusterHandle, metrics: Arc<Metrics>) {
     loop {
         match listener.accept().await {
             Ok((mut stream, _)) => {
                 let cluster = cluster.clone();
+                let metrics = Arc::clone(&metrics);
                 tokio::spawn(async move {
                     let reply = match unix::refusal(&stream) {
                         Some(reason) => {
                             warn!(%reason, "control socket: caller refused");
+                            metrics
+                                .control_refused
+                                .get_or_create(&Transport { transport: "unix" })
+                                .inc();
                             // Read (never decoded) so the caller's write completes and
                             // it gets the reason rather than a broken pipe.
                             let mut sink = tokio::io::sink();
@@ -116,9 +131,10 @@ async fn serve_unix(listener: UnixListener, cluster: ClusterHandle) {
     }
 }
 
-async fn serve_quic(endpoint: quinn::Endpoint, cluster: ClusterHandle) {
+async fn serve_quic(endpoint: quinn::Endpoint, cluster: ClusterHandle, metrics: Arc<Metrics>) {
     while let Some(incoming) = endpoint.accept().await {
         let cluster = cluster.clone();
+        let metrics = Arc::clone(&metrics);
         tokio::spawn(async move {
             let remote = incoming.remote_address();
             // The handshake checks the client's certificate against the cluster CA: a
@@ -127,6 +143,10 @@ async fn serve_quic(endpoint: quinn::Endpoint, cluster: ClusterHandle) {
                 Ok(c) => c,
                 Err(e) => {
                     warn!(%remote, error = %e, "control API: connection refused");
+                    metrics
+                        .control_refused
+                        .get_or_create(&Transport { transport: "quic" })
+                        .inc();
                     return;
                 }
             };
@@ -168,14 +188,49 @@ async fn request(stream: &mut (impl AsyncRead + Unpin), cluster: &ClusterHandle)
     ControlReply { reply: Some(reply) }
 }
 
+/// How long a join waits for the peers to answer: SWIM's join round trip is one
+/// datagram each way, and a peer that is up answers within a probe period (1 s by
+/// default); 5 s leaves room for a loaded peer.
+const JOIN_WAIT: Duration = Duration::from_secs(5);
+const JOIN_POLL: Duration = Duration::from_millis(100);
+
+/// Waits until every contacted peer is a live member, or `JOIN_WAIT`; says which are.
+async fn joined(cluster: &ClusterHandle, addrs: &[SocketAddr]) -> JoinReply {
+    let deadline = Instant::now() + JOIN_WAIT;
+    let mut answered = BTreeMap::new();
+    loop {
+        if let Ok(status) = cluster.status().await {
+            for m in status.members.iter().filter(|m| m.live && !m.local) {
+                if let Some(addr) = addrs.iter().find(|a| a.to_string() == m.addr) {
+                    answered.insert(*addr, m.node_id.clone());
+                }
+            }
+        }
+        if answered.len() == addrs.len() || Instant::now() >= deadline {
+            break;
+        }
+        tokio::time::sleep(JOIN_POLL).await;
+    }
+    JoinReply {
+        contacted: addrs.iter().map(ToString::to_string).collect(),
+        answered: answered
+            .iter()
+            .map(|(addr, id)| format!("{id} {addr}"))
+            .collect(),
+        silent: addrs
+            .iter()
+            .filter(|a| !answered.contains_key(a))
+            .map(ToString::to_string)
+            .collect(),
+    }
+}
+
 async fn answer(request: Request, cluster: &ClusterHandle) -> Reply {
     match request {
         Request::Join(join) => match cluster.join(&join.peers).await {
             Ok(addrs) => {
                 info!(peers = ?join.peers, "join requested");
-                Reply::Join(JoinReply {
-                    contacted: addrs.iter().map(ToString::to_string).collect(),
-                })
+                Reply::Join(joined(cluster, &addrs).await)
             }
             Err(e) => Reply::Error(format!("join: {e:#}")),
         },

@@ -38,6 +38,7 @@ use tracing::Instrument as _;
 use crate::config::{ClusterConfig, NodeConfig};
 use crate::health::Verdicts;
 use crate::membership::KeyRing;
+use crate::metrics::Metrics;
 use runtime::{Command, Runtime};
 
 /// A handle to the running cluster task; cheap to clone.
@@ -58,10 +59,11 @@ pub async fn start(
     node: NodeConfig,
     cluster: ClusterConfig,
     verdicts: watch::Receiver<Arc<Verdicts>>,
+    metrics: Arc<Metrics>,
 ) -> anyhow::Result<ClusterHandle> {
     let (owns_tx, owns_any) = watch::channel(false);
     let span = tracing::info_span!("cluster", node = %node.id);
-    let (runtime, members, uplinks) = Runtime::start(node, cluster, owns_tx, verdicts)
+    let (runtime, members, uplinks) = Runtime::start(node, cluster, owns_tx, verdicts, metrics)
         .instrument(span.clone())
         .await
         .context("starting the cluster runtime")?;
@@ -162,6 +164,7 @@ pub fn check_reload(
     field("gossip_listen", on.gossip_listen == nn.gossip_listen);
     field("control_listen", on.control_listen == nn.control_listen);
     field("control_tls", on.control_tls == nn.control_tls);
+    field("metrics_listen", on.metrics_listen == nn.metrics_listen);
     field("syncid", on.syncid == nn.syncid);
     field("join", on.join == nn.join);
     field(
@@ -227,9 +230,16 @@ impl Stage {
         cluster: &ClusterConfig,
         verdicts: watch::Receiver<Arc<Verdicts>>,
         listeners: control::Listeners,
+        metrics: Arc<Metrics>,
     ) -> anyhow::Result<Stage> {
-        let handle = start(node.clone(), cluster.clone(), verdicts).await?;
-        let control = control::serve(listeners, handle.clone());
+        let handle = start(
+            node.clone(),
+            cluster.clone(),
+            verdicts,
+            Arc::clone(&metrics),
+        )
+        .await?;
+        let control = control::serve(listeners, handle.clone(), metrics);
         Ok(Stage {
             handle,
             _control: control,

@@ -32,6 +32,7 @@ use crate::membership::{
     self, Claims, ClusterKey, Conflict, KeyRing, MembershipConfig, MembershipEvent,
     MembershipHandle,
 };
+use crate::metrics::Metrics;
 use crate::ownership::{elect, heirs, GroupSpec, Member};
 use crate::vip::addr::{AddrControl, LinkEvent};
 use crate::vip::announce::AnnounceSettings;
@@ -102,6 +103,8 @@ pub(super) struct Runtime {
     drained: bool,
     /// When last undrained (ms): eligible from then on, like a node just up.
     undrained_ms: u64,
+    /// Figures counted as they happen (`lvs_*` on /metrics).
+    metrics: Arc<Metrics>,
     owners: BTreeMap<String, Option<String>>,
     recheck_at_ms: Option<u64>,
     routers: BTreeMap<String, Router>,
@@ -234,6 +237,7 @@ impl Runtime {
         cluster: ClusterConfig,
         owns_any: watch::Sender<bool>,
         verdicts: watch::Receiver<Arc<Verdicts>>,
+        metrics: Arc<Metrics>,
     ) -> anyhow::Result<(
         Self,
         mpsc::Receiver<MembershipEvent>,
@@ -290,6 +294,7 @@ impl Runtime {
             recheck_at_ms: None,
             held: BTreeMap::new(),
             dropped: BTreeMap::new(),
+            metrics,
             owns_any,
             silences: Silences::default(),
             heartbeats: Default::default(),
@@ -751,6 +756,7 @@ impl Runtime {
             debug!(group = %group.name, src = %packet.src, reason, "VRRP advert not obeyed");
             return;
         }
+        self.metrics.adverts_received.inc();
         if let Some(node) = &agent {
             // Received by the kernel before the presumption (it waited in the socket
             // while this task was busy): it says nothing of the peer since, and a

@@ -57,6 +57,8 @@ pub struct NodeConfig {
     /// This node's identity for the QUIC control API (mutual TLS): the cluster CA and
     /// a node certificate it issued (`lvs-cli cert init`, `lvs-cli cert issue --node`).
     pub control_tls: Option<ControlTls>,
+    /// Where to serve Prometheus metrics (GET /metrics, plain HTTP); unset: not served.
+    pub metrics_listen: Option<SocketAddr>,
     /// IPVS sync id this node uses as sync master (1..=255, unique in the cluster).
     #[serde(deserialize_with = "de::int::<1, 255, _, _>")]
     pub syncid: u8,

@@ -17,10 +17,12 @@ const CONNS: u16 = 50;
 /// The client's whole run: before the kill, the restart, and after it.
 const CLIENT_SECS: u64 = 16;
 
-/// The node part for `lbN` (address `addr`, sync id N) with a 1 s reconcile period.
+/// The node part for `lbN` (address `addr`, sync id N) with a 1 s reconcile period and
+/// a control socket of its own (the directors of one VM share its file system).
 pub fn node_toml(n: usize, addr: &str) -> String {
     format!(
-        "[node]\nid = \"lb{n}\"\ninterface = \"eth0\"\naddress = \"{addr}\"\nsyncid = {n}\nreconcile_interval = 1\n\n"
+        "[node]\nid = \"lb{n}\"\ninterface = \"eth0\"\naddress = \"{addr}\"\nsyncid = {n}\nreconcile_interval = 1\n\
+         control_socket = \"/run/lvs-agent-lb{n}.sock\"\n\n"
     )
 }
 

@@ -115,10 +115,7 @@ pub fn run(ctx: &mut Ctx) -> Result<()> {
     let node = dir.join("lb1.toml");
     std::fs::write(
         &node,
-        node_toml(1, "172.16.0.10")
-            + &format!(
-                "join = []\ncontrol_socket = \"/run/lvs-agent-lb1.sock\"\ncluster_key_files = [\"{key}\"]\n"
-            ),
+        node_toml(1, "172.16.0.10") + &format!("join = []\ncluster_key_files = [\"{key}\"]\n"),
     )?;
     let cluster = dir.join("cluster.toml");
     std::fs::write(&cluster, cluster_toml())?;

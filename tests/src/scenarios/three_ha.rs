@@ -267,10 +267,7 @@ fn write_configs(spec: &TopologySpec, key: &str) -> Result<PathBuf> {
             String::new()
         };
         let node = node_toml(n, &addr.to_string()).trim_end().to_owned()
-            + &format!(
-                "\njoin = [{join}]\ncontrol_socket = \"/run/lvs-agent-lb{n}.sock\"\n\
-                 cluster_key_files = [\"{key}\"]\n"
-            );
+            + &format!("\njoin = [{join}]\ncluster_key_files = [\"{key}\"]\n");
         std::fs::write(dir.join(format!("lb{n}.toml")), node)?;
     }
     Ok(dir)

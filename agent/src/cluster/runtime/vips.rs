@@ -11,6 +11,7 @@ use tracing::{debug, info, warn};
 use super::{announce_settings, Held, Router, Runtime};
 use crate::cluster::decide;
 use crate::config::VipGroup;
+use crate::metrics::Change;
 use crate::vip::addr::Vip;
 use crate::vrrp;
 
@@ -105,6 +106,13 @@ impl Runtime {
             return false;
         }
         info!(group = name, "acquired: VIPs added, announcing");
+        self.metrics
+            .ownership
+            .get_or_create(&Change {
+                group: name.to_owned(),
+                change: "acquired",
+            })
+            .inc();
         self.held.insert(
             name.to_owned(),
             Held {
@@ -148,6 +156,13 @@ impl Runtime {
             return;
         };
         held.announcing.abort();
+        self.metrics
+            .ownership
+            .get_or_create(&Change {
+                group: name.to_owned(),
+                change: "released",
+            })
+            .inc();
         let addrs: Vec<IpAddr> = held.group.addresses.iter().map(|a| a.addr).collect();
         self.remove_vips(&held.group, &addrs).await;
         // A successor gone from the gossip meanwhile gets no hand-over.
@@ -215,8 +230,12 @@ impl Runtime {
             Ok(send) => send.await.map_err(anyhow::Error::from),
             Err(e) => Err(e),
         };
-        if let Err(e) = result {
-            warn!(group = %group.name, error = %e, "sending a VRRP advert");
-        }
+        match result {
+            Ok(_) => self.metrics.adverts_sent.inc(),
+            Err(e) => {
+                warn!(group = %group.name, error = %e, "sending a VRRP advert");
+                0
+            }
+        };
     }
 }
