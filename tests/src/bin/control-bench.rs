@@ -4,7 +4,8 @@
 //!
 //! Phases, each timed by the clock, none asserted: idle (the baseline), `status` calls
 //! back to back over the Unix socket, over QUIC with a new connection per call (what
-//! `lvs-cli` does) and over one QUIC connection, then 100 calls/s over QUIC. Per phase:
+//! `lvs-cli` does; 16 callers side by side) and over one QUIC connection, then 100
+//! calls/s over QUIC. Per phase:
 //! calls per second, lb1's CPU % (from /proc), and the longest gap between lb1's
 //! gossip datagrams as lb2's interface sees them (tcpdump): heartbeats go every 100 ms,
 //! so a gap above that is heartbeat timing disturbed.
@@ -24,6 +25,8 @@ use lvs_proto::v1::{control_request::Request, StatusRequest};
 const PREFIX: &str = "lvscb";
 const PHASE: Duration = Duration::from_secs(10);
 const PACED_RATE: u32 = 100;
+/// Callers side by side in the connection-per-call phase.
+const NEW_CONNECTION_CALLERS: usize = 16;
 
 fn ip(args: &[&str]) -> Result<()> {
     let out = Command::new("ip").args(args).output().context("run ip")?;
@@ -262,10 +265,20 @@ fn run_load(load: Load, dir: PathBuf) -> Result<u64> {
                     }
                 }
                 Load::QuicNew => {
+                    // Each caller waits out QUIC's draining period after its call
+                    // (as lvs-cli does, so the agent is told at once): 16 of them
+                    // side by side measure the agent, not that wait.
                     let target = Target::Quic { addr, tls };
-                    while Instant::now() < end {
-                        client::call(&target, status(), timeout).await?;
-                        calls += 1;
+                    let callers = (0..NEW_CONNECTION_CALLERS).map(|_| async {
+                        let mut n = 0u64;
+                        while Instant::now() < end {
+                            client::call(&target, status(), timeout).await?;
+                            n += 1;
+                        }
+                        anyhow::Ok(n)
+                    });
+                    for n in futures::future::join_all(callers).await {
+                        calls += n?;
                     }
                 }
                 Load::QuicSession | Load::Paced => {
@@ -336,7 +349,7 @@ fn main() -> Result<()> {
     for (name, load) in [
         ("idle (baseline)", Load::Idle),
         ("Unix socket, back to back", Load::Unix),
-        ("QUIC, a connection per call", Load::QuicNew),
+        ("QUIC, a connection per call (16 callers)", Load::QuicNew),
         ("QUIC, one connection", Load::QuicSession),
         ("QUIC, 100 calls/s", Load::Paced),
     ] {
