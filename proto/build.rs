@@ -23,6 +23,14 @@ const CONTROL_REPLIES: &[&str] = &[
     "RealServerStatus",
     "JoinReply",
     "DrainReply",
+    "ServicesReply",
+    "IpvsService",
+    "IpvsDestination",
+    "IpvsStats",
+    "ConnectionsReply",
+    "IpvsConnection",
+    "DaemonsReply",
+    "SyncDaemonStatus",
 ];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {

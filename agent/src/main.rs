@@ -142,6 +142,10 @@ fn control(socket: &Path, request: Request) -> ExitCode {
             eprintln!("lvs-agent: {reason}");
             ExitCode::FAILURE
         }
+        Ok(other) => {
+            eprintln!("lvs-agent: the agent answered another request: {other:?}");
+            ExitCode::FAILURE
+        }
         Err(e) => {
             eprintln!("lvs-agent: {e:#}");
             ExitCode::FAILURE

@@ -12,7 +12,8 @@ use lvs_control::pki::{self, Role};
 use lvs_control::quic::TlsFiles;
 use lvs_control::table;
 use lvs_proto::v1::{
-    control_reply::Reply, control_request::Request, DrainRequest, JoinRequest, StatusRequest,
+    control_reply::Reply, control_request::Request, ConnectionsRequest, DaemonsRequest,
+    DrainRequest, JoinRequest, ServicesRequest, StatusRequest,
 };
 
 #[derive(Parser)]
@@ -82,6 +83,13 @@ enum Command {
     Members,
     /// VIP groups: VRID, owner, this node's VRRP state and priority, master, addresses.
     Vips,
+    /// The called node's IPVS services with weights, connection counts and counters
+    /// (`ipvsadm -L -n --stats --exact`).
+    Services,
+    /// The called node's IPVS connection table (`ipvsadm -L -n -c`).
+    Conns,
+    /// The called node's connection-sync daemons (`ipvsadm -l --daemon`).
+    Daemons,
     /// Ask the agent to contact more gossip peers (`host:port`), joining it to a
     /// cluster; prints those that answered within 5 s, fails when none did.
     Join {
@@ -142,6 +150,27 @@ fn main() -> ExitCode {
         Command::Status => read(&call, table::status_table),
         Command::Members => read(&call, table::members),
         Command::Vips => read(&call, table::vips),
+        Command::Services => {
+            send(&call, Request::Services(ServicesRequest {})).and_then(|reply| match reply {
+                Reply::Services(r) if call.json => json(&r),
+                Reply::Services(r) => Ok(table::services(&r)),
+                other => unexpected(&other),
+            })
+        }
+        Command::Conns => {
+            send(&call, Request::Connections(ConnectionsRequest {})).and_then(|reply| match reply {
+                Reply::Connections(r) if call.json => json(&r),
+                Reply::Connections(r) => Ok(table::connections(&r)),
+                other => unexpected(&other),
+            })
+        }
+        Command::Daemons => {
+            send(&call, Request::Daemons(DaemonsRequest {})).and_then(|reply| match reply {
+                Reply::Daemons(r) if call.json => json(&r),
+                Reply::Daemons(r) => Ok(table::daemons(&r)),
+                other => unexpected(&other),
+            })
+        }
         Command::Join { peers } => {
             send(&call, Request::Join(JoinRequest { peers })).and_then(|reply| match reply {
                 Reply::Join(join) if call.json => json(&join),
@@ -295,7 +324,9 @@ mod tests {
             &mut bash,
         );
         let bash = String::from_utf8(bash).unwrap();
-        for command in ["status", "members", "vips", "join", "drain", "cert"] {
+        for command in [
+            "status", "members", "vips", "services", "conns", "daemons", "join", "drain", "cert",
+        ] {
             assert!(man.contains(command), "man page lacks {command}");
             assert!(bash.contains(command), "completions lack {command}");
         }

@@ -4,7 +4,10 @@
 
 use std::collections::BTreeMap;
 
-use lvs_proto::v1::{GroupStatus, JoinReply, MemberStatus, StatusReply};
+use lvs_proto::v1::{
+    ConnectionsReply, DaemonsReply, GroupStatus, IpvsStats, JoinReply, MemberStatus, ServicesReply,
+    StatusReply,
+};
 
 /// Columns padded to their widest cell, two spaces apart; the last is not padded.
 fn columns(rows: &[Vec<String>]) -> String {
@@ -166,6 +169,94 @@ pub fn status_table(status: &StatusReply) -> String {
         }
     }
     out
+}
+
+fn counters(stats: Option<&IpvsStats>) -> [String; 5] {
+    let s = stats.cloned().unwrap_or_default();
+    [
+        s.conns,
+        s.in_packets,
+        s.out_packets,
+        s.in_bytes,
+        s.out_bytes,
+    ]
+    .map(|n| n.to_string())
+}
+
+/// `lvs-cli services`: `ipvsadm -L -n --stats --exact` with the scheduler, weights and
+/// connection counts of each real server.
+pub fn services(reply: &ServicesReply) -> String {
+    let mut rows = vec![[
+        "SERVICE",
+        "SCHED/FWD",
+        "WEIGHT",
+        "ACTIVE",
+        "INACTIVE",
+        "CONNS",
+        "INPKTS",
+        "OUTPKTS",
+        "INBYTES",
+        "OUTBYTES",
+    ]
+    .map(String::from)
+    .to_vec()];
+    for svc in &reply.services {
+        let mut row = vec![
+            svc.service.clone(),
+            svc.scheduler.clone(),
+            String::new(),
+            String::new(),
+            String::new(),
+        ];
+        row.extend(counters(svc.stats.as_ref()));
+        rows.push(row);
+        for d in &svc.destinations {
+            let mut row = vec![
+                format!("  -> {}", d.address),
+                d.forwarding.clone(),
+                d.weight.to_string(),
+                d.active_conns.to_string(),
+                d.inactive_conns.to_string(),
+            ];
+            row.extend(counters(d.stats.as_ref()));
+            rows.push(row);
+        }
+    }
+    columns(&rows)
+}
+
+/// `lvs-cli conns`: `ipvsadm -L -n -c`.
+pub fn connections(reply: &ConnectionsReply) -> String {
+    let mut rows = vec![
+        ["PRO", "EXPIRE", "STATE", "SOURCE", "VIRTUAL", "DESTINATION"]
+            .map(String::from)
+            .to_vec(),
+    ];
+    for c in &reply.connections {
+        rows.push(vec![
+            c.protocol.clone(),
+            format!("{:02}:{:02}", c.expires_s / 60, c.expires_s % 60),
+            c.state.clone(),
+            c.client.clone(),
+            c.service.clone(),
+            c.destination.clone(),
+        ]);
+    }
+    columns(&rows)
+}
+
+/// `lvs-cli daemons`: one line per daemon, as `ipvsadm -l --daemon` prints it.
+pub fn daemons(reply: &DaemonsReply) -> String {
+    reply
+        .daemons
+        .iter()
+        .map(|d| {
+            format!(
+                "{} sync daemon (mcast={}, syncid={}, maxlen={}, group={}, port={}, ttl={})\n",
+                d.state, d.interface, d.syncid, d.maxlen, d.group, d.port, d.ttl
+            )
+        })
+        .collect()
 }
 
 /// A join's outcome: which peers answered; an error when none did.

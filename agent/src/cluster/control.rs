@@ -25,6 +25,7 @@ use tracing::{debug, info, warn};
 
 use super::ClusterHandle;
 use crate::config::NodeConfig;
+use crate::ipvs::listing;
 use crate::metrics::{Metrics, Transport};
 
 /// The serving tasks; dropping it stops serving and removes the socket file.
@@ -242,5 +243,18 @@ async fn answer(request: Request, cluster: &ClusterHandle) -> Reply {
             Ok(status) => Reply::Status(Box::new(status)),
             Err(e) => Reply::Error(e.to_string()),
         },
+        // The kernel's tables, read on a socket of their own.
+        Request::Services(_) => listing::services().await.map_or_else(
+            |e| Reply::Error(format!("IPVS services: {e:#}")),
+            Reply::Services,
+        ),
+        Request::Connections(_) => listing::connections().await.map_or_else(
+            |e| Reply::Error(format!("IPVS connections: {e:#}")),
+            Reply::Connections,
+        ),
+        Request::Daemons(_) => listing::daemons().await.map_or_else(
+            |e| Reply::Error(format!("IPVS sync daemons: {e:#}")),
+            Reply::Daemons,
+        ),
     }
 }

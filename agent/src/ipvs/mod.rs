@@ -17,6 +17,7 @@ pub mod client;
 pub mod codec;
 pub mod desired;
 pub mod error;
+pub mod listing;
 pub mod message;
 pub mod model;
 pub mod plan;

@@ -2,13 +2,16 @@
 //! own sync id, joined in one cluster: lb1 (elected for the VIP group, so the only
 //! sync master) sends, every node runs a backup daemon on sync id 0. Connections
 //! through lb1 must appear in lb2's and lb3's connection tables, and each node's
-//! daemons must be the configured ones.
-use crate::ipvsadm::connections_from;
+//! daemons must be the configured ones. `lvs-cli daemons`, `conns` and `services` on
+//! lb1 and lb2 must list what ipvsadm lists.
+use crate::ipvs_rules::sorted_lines;
+use crate::ipvsadm::{connections_from, service_stats};
 use crate::scenario::Ctx;
 use crate::scenarios::agent::{self, cluster_key, Agent, Background, Stream};
 use crate::scenarios::agent_restart::{echo_service, node_toml, ECHO_PORT};
 use crate::topology::TopologySpec;
-use anyhow::Result;
+use anyhow::{Context as _, Result};
+use std::collections::BTreeSet;
 use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
 
@@ -130,6 +133,11 @@ pub fn run(ctx: &mut Ctx) -> Result<()> {
             ),
         )?;
     }
+    // The control API's IPVS listings against ipvsadm's, with the connections open:
+    // on lb1 (it forwards them) and lb2 (it learnt them by sync).
+    for n in 1..=2 {
+        listings_match(ctx, &topo.ns(&format!("lb{n}")), n, &service)?;
+    }
     let summary = procs.finish(ctx, client)?;
     ctx.check(
         summary.contains("resets=0 errors=0"),
@@ -139,6 +147,97 @@ pub fn run(ctx: &mut Ctx) -> Result<()> {
         a.stop(ctx)?;
     }
     Ok(())
+}
+
+/// `lvs-cli daemons`, `conns` and `services` of lbN equal `ipvsadm -l --daemon`,
+/// `-L -n -c` (established entries: the others come and go) and `-L -n --stats --exact`
+/// (each counter of `service` between two ipvsadm reads around the call).
+fn listings_match(ctx: &mut Ctx, ns: &str, n: usize, service: &str) -> Result<()> {
+    let cli = ctx.guest_tool().with_file_name("lvs-cli");
+    let cli = format!("{} --socket /run/lvs-agent-lb{n}.sock", cli.display());
+    let ours = ctx.sh.run_in(ns, &format!("{cli} daemons"))?;
+    let theirs = ctx.sh.run_in(ns, "ipvsadm -l --daemon")?;
+    ctx.check(
+        sorted_lines(&ours) == sorted_lines(&theirs),
+        format!(
+            "lb{n}: lvs-cli daemons = ipvsadm -l --daemon ({:?})",
+            ours.trim()
+        ),
+    )?;
+
+    let established = |rows: Vec<[String; 5]>| -> BTreeSet<[String; 5]> {
+        rows.into_iter().filter(|r| r[1] == "ESTABLISHED").collect()
+    };
+    let listing = ctx.sh.run_in(ns, "ipvsadm -L -n -c")?;
+    let theirs = established(
+        listing
+            .lines()
+            .skip(2)
+            .filter_map(|l| {
+                let w: Vec<&str> = l.split_whitespace().collect();
+                let [pro, _, state, src, vip, dst] = w[..] else {
+                    return None;
+                };
+                Some([pro, state, src, vip, dst].map(str::to_owned))
+            })
+            .collect(),
+    );
+    let json: serde_json::Value =
+        serde_json::from_str(&ctx.sh.run_in(ns, &format!("{cli} conns --json"))?)?;
+    let field = |c: &serde_json::Value, k: &str| c[k].as_str().unwrap_or_default().to_owned();
+    let ours = established(
+        json["connections"]
+            .as_array()
+            .context("connections")?
+            .iter()
+            .map(|c| ["protocol", "state", "client", "service", "destination"].map(|k| field(c, k)))
+            .collect(),
+    );
+    ctx.check(
+        ours == theirs && ours.len() >= usize::from(CONNS),
+        format!(
+            "lb{n}: lvs-cli conns = ipvsadm -L -n -c ({} established entries each: {} and {})",
+            usize::from(CONNS),
+            ours.len(),
+            theirs.len()
+        ),
+    )?;
+
+    let before = service_stats(
+        &ctx.sh.run_in(ns, "ipvsadm -L -n --stats --exact")?,
+        service,
+    )?;
+    let json: serde_json::Value =
+        serde_json::from_str(&ctx.sh.run_in(ns, &format!("{cli} services --json"))?)?;
+    let after = service_stats(
+        &ctx.sh.run_in(ns, "ipvsadm -L -n --stats --exact")?,
+        service,
+    )?;
+    let key = format!("tcp {service}");
+    let svc = json["services"]
+        .as_array()
+        .context("services")?
+        .iter()
+        .find(|s| s["service"] == key.as_str())
+        .with_context(|| format!("{key} in lvs-cli services"))?;
+    let got = |k: &str| svc["stats"][k].as_u64().unwrap_or(u64::MAX);
+    let within = [
+        ("conns", before.conns, after.conns),
+        ("in_packets", before.in_pkts, after.in_pkts),
+        ("out_packets", before.out_pkts, after.out_pkts),
+        ("in_bytes", before.in_bytes, after.in_bytes),
+        ("out_bytes", before.out_bytes, after.out_bytes),
+    ]
+    .iter()
+    .all(|(k, lo, hi)| (*lo..=*hi).contains(&got(k)));
+    ctx.check(
+        within && svc["destinations"].as_array().map_or(0, Vec::len) == 2,
+        format!(
+            "lb{n}: lvs-cli services counters of {key} within two ipvsadm --stats reads \
+             ({before:?} .. {after:?}: {})",
+            svc["stats"]
+        ),
+    )
 }
 
 /// `ipvsadm -l --daemon` shows a backup on sync id 0 and, on lb1 only, a master
