@@ -32,6 +32,9 @@ enum Command {
         /// Config file; repeat for node and cluster parts (`-c node.toml -c cluster.toml`).
         #[arg(short = 'c', long = "config", required = true, value_name = "FILE")]
         config: Vec<PathBuf>,
+        /// Log lines as text, or as one JSON object each (for a log shipper).
+        #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+        log_format: LogFormat,
     },
     /// Ask the running agent to contact more gossip peers, `host:port` (IPv6 as
     /// `[addr]:port`), to join it to a running cluster. Prints the peers that answered
@@ -79,7 +82,7 @@ const DEFAULT_SOCKET: &str = "/run/lvs-agent.sock";
 fn main() -> ExitCode {
     match Cli::parse().command {
         Command::CheckConfig { files } => check_config(&files),
-        Command::Run { config } => run(config),
+        Command::Run { config, log_format } => run(config, log_format),
         Command::Join { socket, peers } => control(&socket, Request::Join(JoinRequest { peers })),
         Command::Drain { socket } => control(&socket, Request::Drain(DrainRequest { drain: true })),
         Command::Undrain { socket } => {
@@ -153,12 +156,20 @@ fn control(socket: &Path, request: Request) -> ExitCode {
     }
 }
 
-fn run(config_files: Vec<PathBuf>) -> ExitCode {
-    tracing_subscriber::fmt()
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+fn run(config_files: Vec<PathBuf>, log_format: LogFormat) -> ExitCode {
+    let logs = tracing_subscriber::fmt()
         .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .init();
+        .with_writer(std::io::stderr);
+    match log_format {
+        LogFormat::Text => logs.with_ansi(std::io::stderr().is_terminal()).init(),
+        LogFormat::Json => logs.json().init(),
+    }
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(r) => r,
         Err(e) => {

@@ -440,7 +440,7 @@ fn the_socket_serves_root_only_and_one_agent() {
     lab.write_key("cluster.key", &"2b".repeat(32));
     let cluster = lab.write("cluster.toml", &cluster_toml());
     let node = lab.write("lb1.toml", &node_toml(&lab, 1, &tls));
-    lab.start(1, &node, &cluster);
+    lab.start_with(1, &node, &cluster, &["--log-format", "json"]);
     let socket = lab.socket(1);
     let socket_s = socket.to_str().unwrap().to_owned();
     let answered = poll(DEADLINE, || {
@@ -502,6 +502,20 @@ fn the_socket_serves_root_only_and_one_agent() {
         ok_quiet(&cli(&lab, None, &["--socket", &socket_s, "members"])).is_some(),
         "the first agent still answers:\n{}",
         lab.logs()
+    );
+
+    // `--log-format json`: one JSON object per line, the refusals among them.
+    let log = lab.log_text(1);
+    let lines: Vec<serde_json::Value> = log
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    assert!(
+        lines
+            .iter()
+            .any(|l| l["level"] == "WARN"
+                && l["fields"]["message"] == "control socket: caller refused"),
+        "the refusal is logged as JSON:\n{log}"
     );
 }
 

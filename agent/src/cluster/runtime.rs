@@ -467,29 +467,22 @@ impl Runtime {
             }
             MembershipEvent::Conflict(conflict) => {
                 let own = self.membership.addr();
-                let text = match conflict {
-                    Conflict::NodeId {
-                        node_id,
-                        addrs,
-                        newer,
-                    } => {
-                        if node_id.as_str() == self.node.id.as_str() && *newer == own {
-                            let older = addrs.iter().copied().find(|a| *a != own);
-                            error!(
-                                node_id = %node_id, older = ?older,
-                                "an older live process uses this node id: holding nothing until it stops"
-                            );
-                            self.stand_back = older;
-                        }
-                        format!(
-                            "node id {node_id} used at {} and {}; the newer, {newer}, holds nothing",
-                            addrs[0], addrs[1]
-                        )
+                if let Conflict::NodeId {
+                    node_id,
+                    addrs,
+                    newer,
+                } = conflict
+                {
+                    if node_id.as_str() == self.node.id.as_str() && *newer == own {
+                        let older = addrs.iter().copied().find(|a| *a != own);
+                        error!(
+                            node_id = %node_id, older = ?older,
+                            "an older live process uses this node id: holding nothing until it stops"
+                        );
+                        self.stand_back = older;
                     }
-                    Conflict::Syncid { syncid, node_ids } => {
-                        format!("syncid {syncid} used by {}", node_ids.join(", "))
-                    }
-                };
+                }
+                let text = conflict.to_string();
                 if !self.conflicts.contains(&text) {
                     self.conflicts.push(text);
                 }

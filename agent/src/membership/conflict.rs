@@ -28,6 +28,25 @@ pub enum Conflict {
     Syncid { syncid: u8, node_ids: Vec<String> },
 }
 
+impl std::fmt::Display for Conflict {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Conflict::NodeId {
+                node_id,
+                addrs,
+                newer,
+            } => write!(
+                f,
+                "node id {node_id} used at {} and {}; the newer, {newer}, holds nothing",
+                addrs[0], addrs[1]
+            ),
+            Conflict::Syncid { syncid, node_ids } => {
+                write!(f, "syncid {syncid} used by {}", node_ids.join(", "))
+            }
+        }
+    }
+}
+
 pub struct ConflictDetector {
     local_node_id: String,
     local_addr: SocketAddr,

@@ -425,7 +425,7 @@ impl Driver {
             .map(|m| (m.id().addr, m.clone()))
             .collect();
         for event in diff(&self.live, &live) {
-            info!(?event, "membership");
+            info!(%event, "membership");
             match &event {
                 // A new member hears this node's claims at once.
                 MembershipEvent::MemberUp(_) => self.claims.send_soon(Instant::now()),

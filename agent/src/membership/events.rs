@@ -3,6 +3,7 @@
 
 use std::{
     collections::BTreeMap,
+    fmt,
     net::{IpAddr, SocketAddr},
 };
 
@@ -85,6 +86,45 @@ pub enum MembershipEvent {
         members: Vec<MemberInfo>,
         claims: Vec<PeerClaims>,
     },
+}
+
+impl fmt::Display for MemberInfo {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} at {} (syncid {}, version {}, incarnation {})",
+            self.node_id, self.addr, self.syncid, self.version, self.incarnation
+        )
+    }
+}
+
+/// One line per event, for the log.
+impl fmt::Display for MembershipEvent {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            MembershipEvent::MemberUp(m) => write!(f, "member up: {m}"),
+            MembershipEvent::MemberDown(m) => write!(f, "member down: {m}"),
+            MembershipEvent::MetaChanged { after, .. } => write!(f, "member changed: {after}"),
+            MembershipEvent::Conflict(c) => write!(f, "conflict: {c}"),
+            MembershipEvent::Handover { from, group } => {
+                write!(f, "{from} handed {group} to this node")
+            }
+            MembershipEvent::Claims(c) => write!(
+                f,
+                "claims of {}: holds [{}]{}{}",
+                c.node_id,
+                c.held.join(" "),
+                if c.ready { "" } else { ", not ready" },
+                if c.drain { ", drained" } else { "" }
+            ),
+            MembershipEvent::Resync { members, claims } => write!(
+                f,
+                "resync: {} members, {} claims",
+                members.len(),
+                claims.len()
+            ),
+        }
+    }
 }
 
 /// What one node life claims for the VIP group election (`GossipClaims`).

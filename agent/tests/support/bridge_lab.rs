@@ -126,6 +126,11 @@ impl Lab {
     /// Starts `lvs-agent run -c NODE -c CLUSTER` in node `i`'s namespace, logging
     /// (appending) to `lb{i}.log`.
     pub fn start(&mut self, i: usize, node: &Path, cluster: &Path) {
+        self.start_with(i, node, cluster, &[]);
+    }
+
+    /// [`Lab::start`] with more `lvs-agent run` arguments (e.g. `--log-format json`).
+    pub fn start_with(&mut self, i: usize, node: &Path, cluster: &Path, extra: &[&str]) {
         let log = fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -143,6 +148,7 @@ impl Lab {
             .arg(node)
             .arg("-c")
             .arg(cluster)
+            .args(extra)
             .env("RUST_LOG", "info,lvs_agent::cluster=debug")
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("log"))
