@@ -31,6 +31,7 @@ const CONTROL_REPLIES: &[&str] = &[
     "IpvsConnection",
     "DaemonsReply",
     "SyncDaemonStatus",
+    "ClusterEvent",
 ];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {

@@ -308,6 +308,74 @@ fn every_node_reports_the_same_cluster_over_quic_and_strangers_are_refused() {
         );
     }
     assert_eq!(metrics.get("lvs_members{state=\"down\"}"), Some(&0.0));
+
+    // `watch` from lb2 follows lb1: drained, lb1 releases g1; undrained, takes it back.
+    let mut watch = watch_lb1(&lab, &tls);
+    std::thread::sleep(Duration::from_millis(500));
+    ok(&call(&lab, 2, 1, &tls, &["drain"]), "drain lb1");
+    watch.wait_for("lb1 released g1");
+    ok(&call(&lab, 2, 1, &tls, &["undrain"]), "undrain lb1");
+    watch.wait_for("lb1 acquired g1");
+}
+
+/// `lvs-cli watch` of lb1, run in lb2's namespace, its lines read by a thread.
+struct Watch {
+    child: std::process::Child,
+    lines: std::sync::mpsc::Receiver<String>,
+    seen: Vec<String>,
+}
+
+fn watch_lb1(lab: &Lab, tls: &Path) -> Watch {
+    use std::io::BufRead as _;
+    let args = remote("192.0.2.1:7947", tls.to_str().unwrap(), "ops", &["watch"]);
+    let mut child = Command::new("ip")
+        .args(["netns", "exec", &lab.ns(2)])
+        .arg(lvs_cli())
+        .args(&args)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("run lvs-cli watch");
+    let stdout = child.stdout.take().unwrap();
+    let (tx, lines) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    Watch {
+        child,
+        lines,
+        seen: Vec::new(),
+    }
+}
+
+impl Watch {
+    /// Waits for a line ending in `what` (after the time stamp).
+    fn wait_for(&mut self, what: &str) {
+        let deadline = std::time::Instant::now() + DEADLINE;
+        while std::time::Instant::now() < deadline {
+            if let Ok(line) = self.lines.recv_timeout(Duration::from_millis(200)) {
+                let found = line.ends_with(what);
+                self.seen.push(line);
+                if found {
+                    return;
+                }
+            }
+        }
+        panic!("lvs-cli watch never said {what:?}; it said {:?}", self.seen);
+    }
+}
+
+impl Drop for Watch {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
 
 /// GET /metrics from lb1, from inside namespace `ns`; every sample line parsed

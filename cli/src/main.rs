@@ -90,6 +90,10 @@ enum Command {
     Conns,
     /// The called node's connection-sync daemons (`ipvsadm -l --daemon`).
     Daemons,
+    /// Follow the called node's view of the cluster: ownership changes (acquired,
+    /// released, elected owner) and members up or down, one line each, until
+    /// interrupted.
+    Watch,
     /// Ask the agent to contact more gossip peers (`host:port`), joining it to a
     /// cluster; prints those that answered within 5 s, fails when none did.
     Join {
@@ -178,6 +182,7 @@ fn main() -> ExitCode {
                 other => unexpected(&other),
             })
         }
+        Command::Watch => watch(&call),
         Command::Drain => drain(&call, true),
         Command::Undrain => drain(&call, false),
         Command::Cert(cert) => cert_command(cert),
@@ -245,6 +250,29 @@ fn read(
         Reply::Status(status) => Ok(render(&status)),
         other => unexpected(&other),
     }
+}
+
+fn watch(call: &Call) -> anyhow::Result<String> {
+    use std::io::Write as _;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let json = call.json;
+    runtime.block_on(client::watch(&target(call), |event| {
+        let line = if json {
+            serde_json::to_string(&event)
+                .map(|s| s + "\n")
+                .unwrap_or_default()
+        } else {
+            table::event(&event)
+        };
+        let mut out = std::io::stdout().lock();
+        // A closed stdout (the reader went away) ends the watch.
+        out.write_all(line.as_bytes())
+            .and_then(|()| out.flush())
+            .is_ok()
+    }))?;
+    Ok(String::new())
 }
 
 fn drain(call: &Call, drain: bool) -> anyhow::Result<String> {
@@ -325,7 +353,8 @@ mod tests {
         );
         let bash = String::from_utf8(bash).unwrap();
         for command in [
-            "status", "members", "vips", "services", "conns", "daemons", "join", "drain", "cert",
+            "status", "members", "vips", "services", "conns", "daemons", "watch", "join", "drain",
+            "cert",
         ] {
             assert!(man.contains(command), "man page lacks {command}");
             assert!(bash.contains(command), "completions lack {command}");

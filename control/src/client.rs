@@ -6,7 +6,10 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use lvs_proto::v1::{control_reply::Reply, control_request::Request, ControlReply, ControlRequest};
+use lvs_proto::v1::{
+    control_reply::Reply, control_request::Request, ClusterEvent, ControlReply, ControlRequest,
+    WatchRequest,
+};
 use tokio::io::AsyncWriteExt as _;
 use tokio::net::UnixStream;
 
@@ -54,11 +57,8 @@ pub async fn call(target: &Target, request: Request, timeout: Duration) -> anyho
     frame::into_result(reply).map_err(|e| anyhow::anyhow!("{target}: {e}"))
 }
 
-async fn over_socket(
-    path: &std::path::Path,
-    message: &ControlRequest,
-) -> anyhow::Result<ControlReply> {
-    let mut stream = UnixStream::connect(path).await.map_err(|e| {
+async fn connect_socket(path: &std::path::Path) -> anyhow::Result<UnixStream> {
+    UnixStream::connect(path).await.map_err(|e| {
         let why = match e.kind() {
             std::io::ErrorKind::PermissionDenied => {
                 "permission denied: run as root, or call over QUIC with a certificate (--node)"
@@ -71,7 +71,14 @@ async fn over_socket(
             _ => e.to_string(),
         };
         anyhow::anyhow!("{}: {why}", path.display())
-    })?;
+    })
+}
+
+async fn over_socket(
+    path: &std::path::Path,
+    message: &ControlRequest,
+) -> anyhow::Result<ControlReply> {
+    let mut stream = connect_socket(path).await?;
     let context = || path.display().to_string();
     stream
         .write_all(&frame::encode(message))
@@ -92,6 +99,55 @@ async fn over_quic(
     let reply = session.exchange(message).await;
     session.close().await;
     reply
+}
+
+/// Follows the agent's cluster events (`lvs-cli watch`) until the agent ends the
+/// stream or `on_event` returns false.
+pub async fn watch(
+    target: &Target,
+    mut on_event: impl FnMut(ClusterEvent) -> bool,
+) -> anyhow::Result<()> {
+    let message = frame::encode(&ControlRequest {
+        request: Some(Request::Watch(WatchRequest {})),
+    });
+    let followed = match target {
+        Target::Socket(path) => {
+            let mut stream = connect_socket(path).await?;
+            stream.write_all(&message).await?;
+            stream.shutdown().await?;
+            follow(&mut stream, &mut on_event).await
+        }
+        Target::Quic { addr, tls } => {
+            let session = Session::open(*addr, tls).await?;
+            let followed = async {
+                let (mut send, mut recv) = session.connection.open_bi().await?;
+                send.write_all(&message).await?;
+                send.finish()?;
+                follow(&mut recv, &mut on_event).await
+            }
+            .await;
+            session.close().await;
+            followed
+        }
+    };
+    followed.map_err(|e| anyhow::anyhow!("{target}: {e:#}"))
+}
+
+async fn follow(
+    stream: &mut (impl tokio::io::AsyncRead + Unpin),
+    on_event: &mut impl FnMut(ClusterEvent) -> bool,
+) -> anyhow::Result<()> {
+    while let Some(reply) = frame::read_next::<ControlReply>(stream, frame::MAX_REPLY).await? {
+        match frame::into_result(reply)? {
+            Reply::Event(event) => {
+                if !on_event(event) {
+                    break;
+                }
+            }
+            other => anyhow::bail!("the agent answered another request: {other:?}"),
+        }
+    }
+    Ok(())
 }
 
 /// One QUIC connection to an agent, for many calls (one stream each).

@@ -41,6 +41,33 @@ pub async fn read<M: Message + Default>(
     })
 }
 
+/// The next message of a stream of them (a watch), each length-delimited; `None` at
+/// the end of the stream.
+pub async fn read_next<M: Message + Default>(
+    stream: &mut (impl AsyncRead + Unpin),
+    limit: u64,
+) -> anyhow::Result<Option<M>> {
+    // The varint length: 7 bits a byte, at most 10 bytes.
+    let mut len = 0u64;
+    for i in 0..10 {
+        let mut byte = [0u8];
+        if stream.read(&mut byte).await.context("read")? == 0 {
+            anyhow::ensure!(i == 0, "the stream ended inside a message length");
+            return Ok(None);
+        }
+        len |= u64::from(byte[0] & 0x7f) << (7 * i);
+        if byte[0] & 0x80 == 0 {
+            break;
+        }
+    }
+    anyhow::ensure!(len <= limit, "message longer than {limit} bytes");
+    let mut bytes = vec![0u8; usize::try_from(len)?];
+    stream.read_exact(&mut bytes).await.context("read")?;
+    M::decode(bytes.as_slice())
+        .map(Some)
+        .context("not a message of the stream")
+}
+
 /// The request's reply, or the error it carries.
 pub fn into_result(reply: ControlReply) -> anyhow::Result<Reply> {
     match reply.reply {
@@ -77,5 +104,26 @@ mod tests {
             .await
             .unwrap_err();
         assert_eq!(err.to_string(), "message longer than 10 bytes");
+    }
+
+    #[tokio::test]
+    async fn a_stream_of_messages_is_read_one_by_one() {
+        let one = ControlRequest {
+            request: Some(Request::Status(StatusRequest {})),
+        };
+        let mut bytes = encode(&one);
+        bytes.extend(encode(&ControlRequest::default()));
+        let mut stream = bytes.as_slice();
+        let first: Option<ControlRequest> = read_next(&mut stream, MAX_REQUEST).await.unwrap();
+        assert_eq!(first, Some(one));
+        let second: Option<ControlRequest> = read_next(&mut stream, MAX_REQUEST).await.unwrap();
+        assert_eq!(second, Some(ControlRequest::default()));
+        let end: Option<ControlRequest> = read_next(&mut stream, MAX_REQUEST).await.unwrap();
+        assert_eq!(end, None);
+        let cut = read_next::<ControlRequest>(&mut &[0x80u8][..], MAX_REQUEST).await;
+        assert_eq!(
+            cut.unwrap_err().to_string(),
+            "the stream ended inside a message length"
+        );
     }
 }

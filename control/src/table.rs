@@ -5,8 +5,8 @@
 use std::collections::BTreeMap;
 
 use lvs_proto::v1::{
-    ConnectionsReply, DaemonsReply, GroupStatus, IpvsStats, JoinReply, MemberStatus, ServicesReply,
-    StatusReply,
+    ClusterEvent, ConnectionsReply, DaemonsReply, GroupStatus, IpvsStats, JoinReply, MemberStatus,
+    ServicesReply, StatusReply,
 };
 
 /// Columns padded to their widest cell, two spaces apart; the last is not padded.
@@ -257,6 +257,21 @@ pub fn daemons(reply: &DaemonsReply) -> String {
             )
         })
         .collect()
+}
+
+/// One `lvs-cli watch` line: the time (UTC, ms) and what happened.
+pub fn event(e: &ClusterEvent) -> String {
+    let secs = e.unix_ms / 1000;
+    let (h, m, s) = ((secs / 3600) % 24, (secs / 60) % 60, secs % 60);
+    let what = match e.kind.as_str() {
+        "acquired" | "released" => format!("{} {} {}", e.node, e.kind, e.group),
+        "owner" => format!("{} owner {}", e.group, or_dash(&e.node)),
+        "member_up" => format!("member {} up", e.node),
+        "member_down" => format!("member {} down", e.node),
+        "lagged" => format!("{} events lost (read too slowly)", e.count),
+        other => format!("{other} {} {}", e.group, e.node),
+    };
+    format!("{h:02}:{m:02}:{s:02}.{:03} {what}\n", e.unix_ms % 1000)
 }
 
 /// A join's outcome: which peers answered; an error when none did.

@@ -13,12 +13,13 @@ use anyhow::Context as _;
 use lvs_control::quic::{Identity, TlsFiles};
 use lvs_control::{frame, unix};
 use lvs_proto::v1::{
-    control_reply::Reply, control_request::Request, ControlReply, ControlRequest, DrainReply,
-    DrainRequest, JoinReply,
+    control_reply::Reply, control_request::Request, ClusterEvent, ControlReply, ControlRequest,
+    DrainReply, DrainRequest, JoinReply,
 };
 use prost::Message as _;
 use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _};
 use tokio::net::UnixListener;
+use tokio::sync::broadcast;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tracing::{debug, info, warn};
@@ -98,7 +99,7 @@ async fn serve_unix(listener: UnixListener, cluster: ClusterHandle, metrics: Arc
                 let cluster = cluster.clone();
                 let metrics = Arc::clone(&metrics);
                 tokio::spawn(async move {
-                    let reply = match unix::refusal(&stream) {
+                    let answer = match unix::refusal(&stream) {
                         Some(reason) => {
                             warn!(%reason, "control socket: caller refused");
                             metrics
@@ -113,16 +114,21 @@ async fn serve_unix(listener: UnixListener, cluster: ClusterHandle, metrics: Arc
                                 &mut sink,
                             )
                             .await;
-                            ControlReply {
+                            Answer::Once(ControlReply {
                                 reply: Some(Reply::Error(reason)),
-                            }
+                            })
                         }
                         None => {
                             let (mut read, _) = stream.split();
                             request(&mut read, &cluster).await
                         }
                     };
-                    if let Err(e) = send(&mut stream, &reply).await {
+                    let sent = async {
+                        respond(answer, &mut stream).await?;
+                        stream.shutdown().await?;
+                        anyhow::Ok(())
+                    };
+                    if let Err(e) = sent.await {
                         debug!(error = %e, "control socket: reply not delivered");
                     }
                 });
@@ -154,11 +160,8 @@ async fn serve_quic(endpoint: quinn::Endpoint, cluster: ClusterHandle, metrics: 
             while let Ok((mut send, mut recv)) = connection.accept_bi().await {
                 let cluster = cluster.clone();
                 tokio::spawn(async move {
-                    let reply = request(&mut recv, &cluster).await;
-                    if let Err(e) = send
-                        .write_all(&reply.encode_length_delimited_to_vec())
-                        .await
-                    {
+                    let answer = request(&mut recv, &cluster).await;
+                    if let Err(e) = respond(answer, &mut send).await {
                         debug!(%remote, error = %e, "control API: reply not delivered");
                     }
                     let _ = send.finish();
@@ -168,25 +171,53 @@ async fn serve_quic(endpoint: quinn::Endpoint, cluster: ClusterHandle, metrics: 
     }
 }
 
-async fn send(stream: &mut (impl AsyncWrite + Unpin), reply: &ControlReply) -> anyhow::Result<()> {
-    stream
-        .write_all(&reply.encode_length_delimited_to_vec())
-        .await?;
-    stream.shutdown().await?;
+/// What a request gets: one reply, or (a watch) a stream of events.
+enum Answer {
+    Once(ControlReply),
+    Watch(broadcast::Receiver<ClusterEvent>),
+}
+
+/// Writes the answer: the reply, or every event until the watcher goes away.
+async fn respond(answer: Answer, out: &mut (impl AsyncWrite + Unpin)) -> anyhow::Result<()> {
+    match answer {
+        Answer::Once(reply) => {
+            out.write_all(&reply.encode_length_delimited_to_vec())
+                .await?
+        }
+        Answer::Watch(mut events) => loop {
+            let event = match events.recv().await {
+                Ok(event) => event,
+                Err(broadcast::error::RecvError::Lagged(count)) => ClusterEvent {
+                    kind: "lagged".into(),
+                    count,
+                    ..ClusterEvent::default()
+                },
+                Err(broadcast::error::RecvError::Closed) => break,
+            };
+            let reply = ControlReply {
+                reply: Some(Reply::Event(event)),
+            };
+            out.write_all(&reply.encode_length_delimited_to_vec())
+                .await?;
+        },
+    }
     Ok(())
 }
 
 /// Reads one request and answers it; a malformed request is answered with the
 /// reason and changes nothing.
-async fn request(stream: &mut (impl AsyncRead + Unpin), cluster: &ClusterHandle) -> ControlReply {
+async fn request(stream: &mut (impl AsyncRead + Unpin), cluster: &ClusterHandle) -> Answer {
     let reply = match frame::read::<ControlRequest>(stream, frame::MAX_REQUEST).await {
         Err(e) => Reply::Error(format!("{e:#}")),
         Ok(ControlRequest { request: None }) => Reply::Error("empty ControlRequest".into()),
         Ok(ControlRequest {
+            request: Some(Request::Watch(_)),
+        }) => return Answer::Watch(cluster.subscribe()),
+        Ok(ControlRequest {
             request: Some(request),
         }) => answer(request, cluster).await,
     };
-    ControlReply { reply: Some(reply) }
+    Answer::Once(ControlReply { reply: Some(reply) })
 }
 
 /// How long a join waits for the peers to answer: SWIM's join round trip is one
@@ -256,5 +287,6 @@ async fn answer(request: Request, cluster: &ClusterHandle) -> Reply {
             |e| Reply::Error(format!("IPVS sync daemons: {e:#}")),
             Reply::Daemons,
         ),
+        Request::Watch(_) => Reply::Error("a watch is answered by a stream".into()),
     }
 }

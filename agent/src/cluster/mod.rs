@@ -31,8 +31,8 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use anyhow::Context as _;
-use lvs_proto::v1::StatusReply;
-use tokio::sync::{mpsc, oneshot, watch};
+use lvs_proto::v1::{ClusterEvent, StatusReply};
+use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use tracing::Instrument as _;
 
 use crate::config::{ClusterConfig, NodeConfig};
@@ -46,7 +46,11 @@ use runtime::{Command, Runtime};
 pub struct ClusterHandle {
     commands: mpsc::Sender<Command>,
     owns_any: watch::Receiver<bool>,
+    events: broadcast::Sender<ClusterEvent>,
 }
+
+/// Events a watcher may fall behind by before it loses some (and is told so).
+const EVENT_BACKLOG: usize = 1024;
 
 /// The cluster task has stopped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -62,14 +66,20 @@ pub async fn start(
     metrics: Arc<Metrics>,
 ) -> anyhow::Result<ClusterHandle> {
     let (owns_tx, owns_any) = watch::channel(false);
+    let (events, _) = broadcast::channel(EVENT_BACKLOG);
     let span = tracing::info_span!("cluster", node = %node.id);
-    let (runtime, members, uplinks) = Runtime::start(node, cluster, owns_tx, verdicts, metrics)
-        .instrument(span.clone())
-        .await
-        .context("starting the cluster runtime")?;
+    let (runtime, members, uplinks) =
+        Runtime::start(node, cluster, owns_tx, verdicts, metrics, events.clone())
+            .instrument(span.clone())
+            .await
+            .context("starting the cluster runtime")?;
     let (commands, commands_rx) = mpsc::channel(16);
     tokio::spawn(runtime.run(members, uplinks, commands_rx).instrument(span));
-    Ok(ClusterHandle { commands, owns_any })
+    Ok(ClusterHandle {
+        commands,
+        owns_any,
+        events,
+    })
 }
 
 impl ClusterHandle {
@@ -77,6 +87,11 @@ impl ClusterHandle {
     /// master); changes are signalled on the receiver.
     pub fn owns_any(&self) -> watch::Receiver<bool> {
         self.owns_any.clone()
+    }
+
+    /// Ownership and membership changes from now on.
+    pub fn subscribe(&self) -> broadcast::Receiver<ClusterEvent> {
+        self.events.subscribe()
     }
 
     /// Contact more gossip peers (`host:port`).

@@ -12,8 +12,8 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use anyhow::{bail, Context as _};
-use lvs_proto::v1::StatusReply;
-use tokio::sync::{mpsc, oneshot, watch};
+use lvs_proto::v1::{ClusterEvent, StatusReply};
+use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 use tokio::time::{sleep_until, Instant};
 use tracing::{debug, error, info, warn};
@@ -105,6 +105,9 @@ pub(super) struct Runtime {
     undrained_ms: u64,
     /// Figures counted as they happen (`lvs_*` on /metrics).
     metrics: Arc<Metrics>,
+    /// Ownership and membership changes for `lvs-cli watch`; sending never waits (a
+    /// slow watcher loses events and is told how many).
+    events: broadcast::Sender<ClusterEvent>,
     owners: BTreeMap<String, Option<String>>,
     recheck_at_ms: Option<u64>,
     routers: BTreeMap<String, Router>,
@@ -238,6 +241,7 @@ impl Runtime {
         owns_any: watch::Sender<bool>,
         verdicts: watch::Receiver<Arc<Verdicts>>,
         metrics: Arc<Metrics>,
+        events: broadcast::Sender<ClusterEvent>,
     ) -> anyhow::Result<(
         Self,
         mpsc::Receiver<MembershipEvent>,
@@ -295,6 +299,7 @@ impl Runtime {
             held: BTreeMap::new(),
             dropped: BTreeMap::new(),
             metrics,
+            events,
             owns_any,
             silences: Silences::default(),
             heartbeats: Default::default(),
@@ -334,6 +339,21 @@ impl Runtime {
                 Err(e) => warn!(error = %e, "listing VIPs at start"),
             }
         }
+    }
+
+    /// Tells the watchers, if any.
+    pub(super) fn emit(&self, kind: &str, group: &str, node: &str) {
+        let unix_ms = SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, ms);
+        // No watcher is not an error.
+        let _ = self.events.send(ClusterEvent {
+            unix_ms,
+            kind: kind.to_owned(),
+            group: group.to_owned(),
+            node: node.to_owned(),
+            count: 0,
+        });
     }
 
     fn now_ms(&self) -> u64 {
@@ -441,6 +461,13 @@ impl Runtime {
             // Peers answered: the rest of the view follows within a couple of probes.
             let soon = now + ms(self.node.gossip_probe_period * 2);
             self.settle_at_ms = self.settle_at_ms.min(soon);
+        }
+        match &event {
+            MembershipEvent::MemberUp(m) if !m.local => self.emit("member_up", "", &m.node_id),
+            MembershipEvent::MemberDown(m) if !m.local => {
+                self.emit("member_down", "", &m.node_id);
+            }
+            _ => {}
         }
         if let MembershipEvent::MemberUp(m) | MembershipEvent::MemberDown(m) = &event {
             if self.silences.refute(&m.node_id) {
@@ -921,6 +948,7 @@ impl Runtime {
         for (group, owner) in &election.owners {
             if self.owners.get(group) != Some(owner) {
                 info!(group = %group, owner = owner.as_deref().unwrap_or("-"), "elected");
+                self.emit("owner", group, owner.as_deref().unwrap_or_default());
             }
         }
         self.owners = election.owners;

@@ -106,6 +106,7 @@ impl Runtime {
             return false;
         }
         info!(group = name, "acquired: VIPs added, announcing");
+        self.emit("acquired", name, &self.node.id.to_string());
         self.metrics
             .ownership
             .get_or_create(&Change {
@@ -156,6 +157,7 @@ impl Runtime {
             return;
         };
         held.announcing.abort();
+        self.emit("released", name, &self.node.id.to_string());
         self.metrics
             .ownership
             .get_or_create(&Change {
