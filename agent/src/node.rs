@@ -1,8 +1,10 @@
 //! The agent's run loop (`lvs-agent run`): one task that reacts to the periodic
 //! drift check, SIGHUP (reload the config files), ownership changes and
-//! SIGTERM/SIGINT (exit). The cluster stage (membership, heartbeats, VIP ownership,
-//! VRRP; only when the cluster has VIP groups) starts first, so a failure there stops
-//! the agent before it changes anything in IPVS; then the IPVS stage (services, sync
+//! SIGTERM/SIGINT (exit). The control sockets are bound first (a second agent on
+//! this node, or a bad `control_tls`, stops there with nothing changed); the cluster
+//! stage (membership, heartbeats, VIP ownership, VRRP; only when the cluster has VIP
+//! groups) starts before the IPVS stage's first pass, so a failure there stops the
+//! agent before it changes any IPVS service; then the IPVS stage (services, sync
 //! daemons, sysctls) makes its first pass and tells the cluster stage its backup sync
 //! daemon listens: only from then on (plus `[sync] catch_up`) can the node be
 //! elected. The cluster stage runs as its own task and drives `owns_any` (the sync
@@ -35,6 +37,7 @@ use tracing::{debug, error, info, warn};
 
 use crate::cluster;
 use crate::config::{self, ClusterConfig, NodeConfig};
+use crate::control;
 use crate::health::{self, CheckKey, Health};
 use crate::ipvs::plan::Scope;
 use crate::ipvs::reconcile::Reconciler;
@@ -126,43 +129,46 @@ pub async fn run(config_files: &[PathBuf]) -> anyhow::Result<()> {
     let mut config = Loaded::read(config_files).map_err(anyhow::Error::msg)?;
     // The control sockets first: a second agent on this node, or a bad control_tls,
     // stops here, before anything is changed.
-    let control = cluster::Stage::bind(&config.node, &config.cluster).await?;
+    let listeners = control::bind(&config.node).await?;
     let metrics = Metrics::new();
     let mut ipvs = IpvsStage::start(&config, Arc::clone(&metrics)).await?;
     let checks = health::runner::spawn(config.checks.clone());
     let mut verdicts = checks.verdicts();
     ipvs.health.verdicts = verdicts.borrow_and_update().clone();
-    let cluster = match control {
-        Some(control) => Some(
-            cluster::Stage::start(
-                &config.node,
-                &config.cluster,
+    // Without VIP groups a director only runs IPVS, and needs no cluster key.
+    let cluster = if config.cluster.vip_groups.is_empty() {
+        None
+    } else {
+        Some(
+            cluster::start(
+                config.node.clone(),
+                config.cluster.clone(),
                 checks.verdicts(),
-                control,
                 Arc::clone(&metrics),
             )
             .await?,
-        ),
-        None => None,
+        )
     };
+    let _control = control::serve(
+        listeners,
+        control::Api::new(&config.node, cluster.clone()),
+        Arc::clone(&metrics),
+    );
     let _metrics_server = match config.node.metrics_listen {
-        Some(addr) => Some(
-            crate::metrics::serve(addr, metrics, cluster.as_ref().map(|s| s.handle.clone()))
-                .await?,
-        ),
+        Some(addr) => Some(crate::metrics::serve(addr, metrics, cluster.clone()).await?),
         None => None,
     };
     // Without VIP groups the node owns none: the sync master never runs.
     let (_never_owns, mut owns_any) = watch::channel(false);
-    if let Some(stage) = &cluster {
-        owns_any = stage.handle.owns_any();
+    if let Some(handle) = &cluster {
+        owns_any = handle.owns_any();
     }
     // Services and the backup sync daemon before the node can be elected: it forwards,
     // and its sync catch-up counts from when the daemon listens.
     ipvs.pass(&config, *owns_any.borrow(), Pass::DriftCheck)
         .await;
-    if let Some(stage) = &cluster {
-        if stage.handle.sync_listening().await.is_err() {
+    if let Some(handle) = &cluster {
+        if handle.sync_listening().await.is_err() {
             error!("the cluster task has stopped");
         }
     }
@@ -228,13 +234,13 @@ pub async fn run(config_files: &[PathBuf]) -> anyhow::Result<()> {
                     if new.checks != config.checks {
                         checks.set(new.checks.clone()).await;
                     }
-                    if let Some(stage) = &cluster {
+                    if let Some(handle) = &cluster {
                         if let Some(keys) = keys {
-                            if stage.handle.set_keys(keys).await.is_err() {
+                            if handle.set_keys(keys).await.is_err() {
                                 error!("the cluster task has stopped");
                             }
                         }
-                        if stage.handle.reload(new.cluster.clone()).await.is_err() {
+                        if handle.reload(new.cluster.clone()).await.is_err() {
                             error!("the cluster task has stopped");
                         }
                     }
@@ -248,10 +254,10 @@ pub async fn run(config_files: &[PathBuf]) -> anyhow::Result<()> {
             },
         }
     }
-    if let Some(stage) = &cluster {
+    if let Some(handle) = &cluster {
         info!("handing VIP groups over and leaving the cluster (a second SIGTERM exits at once)");
         tokio::select! {
-            done = stage.handle.shutdown() => {
+            done = handle.shutdown() => {
                 if done.is_err() {
                     error!("the cluster task had already stopped");
                 }

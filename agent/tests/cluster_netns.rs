@@ -551,7 +551,7 @@ fn the_heir_takes_over_on_heartbeat_silence_before_swim_declares_the_owner_down(
     lab.kill(1);
     let down = poll(DEADLINE, || {
         let log = lab.log_text(2);
-        line_of(&log, &["MemberDown", "\"lb1\""]).map(|at| (log, at))
+        line_of(&log, &["member down: lb1 at"]).map(|at| (log, at))
     });
     let Some((log, swim_down)) = down else {
         panic!("SWIM declares lb1 down on lb2\n{}", lab.logs());

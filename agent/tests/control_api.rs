@@ -592,3 +592,33 @@ fn ok_quiet(out: &Output) -> Option<String> {
         .success()
         .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
 }
+
+#[test]
+fn a_director_without_vip_groups_serves_the_api_and_says_what_it_lacks() {
+    let mut lab = Lab::new("novip", 1);
+    let tls = certificates(&lab);
+    let cluster = lab.write("cluster.toml", "[cluster]\nname = \"ipvs-only\"\n");
+    let node = lab.write("lb1.toml", &node_toml(&lab, 1, &tls));
+    lab.start(1, &node, &cluster);
+    let socket = lab.socket(1);
+    let socket = socket.to_str().unwrap();
+    let status = poll(DEADLINE, || {
+        ok_quiet(&cli(&lab, None, &["--socket", socket, "status", "--json"]))
+    })
+    .unwrap_or_else(|| panic!("lb1 answers:\n{}", lab.logs()));
+    let v: serde_json::Value = serde_json::from_str(&status).unwrap();
+    assert_eq!(v["node_id"], "lb1");
+    assert_eq!(v["members"].as_array().map(Vec::len), Some(0));
+    let out = cli(&lab, None, &["--socket", socket, "join", "192.0.2.9:7946"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("lb1 has no VIP groups: it runs IPVS only"),
+        "join on a director in no cluster: {err}"
+    );
+    // Over QUIC as well.
+    let out = call(&lab, 1, 1, &tls, &["status"]);
+    assert!(
+        ok(&out, "status over QUIC").contains("cluster as lb1 sees it"),
+        "{out:?}"
+    );
+}

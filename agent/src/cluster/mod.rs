@@ -16,10 +16,9 @@
 //! - Heartbeats (`membership::heartbeat`) beside SWIM: each group's heir takes it as soon
 //!   as the owner's heartbeats stop (`silence`), like keepalived's master-down timer.
 //! - Decisions are pure (`router`, `decide`, `roster`, `silence`); sockets and netlink
-//!   stay in `runtime` and `uplink`. Local commands (`lvs-agent join`, `status`) arrive
-//!   over `control`.
+//!   stay in `runtime` and `uplink`. Commands (`lvs-cli`, `lvs-agent join`) arrive
+//!   through a [`ClusterHandle`] from `crate::control`.
 
-pub mod control;
 mod decide;
 mod roster;
 mod router;
@@ -219,47 +218,6 @@ pub fn check_reload(
     runtime::keyring(nn)
         .map(Some)
         .map_err(|e| format!("reload refused, nothing applied: {e:#}"))
-}
-
-/// The cluster part of `lvs-agent run`: the runtime and its control socket.
-pub struct Stage {
-    pub handle: ClusterHandle,
-    _control: control::ControlServer,
-}
-
-impl Stage {
-    /// The control sockets, bound before anything else starts; `None` when the cluster
-    /// has no VIP group: such a director only runs IPVS, and needs no cluster key.
-    pub async fn bind(
-        node: &NodeConfig,
-        cluster: &ClusterConfig,
-    ) -> anyhow::Result<Option<control::Listeners>> {
-        if cluster.vip_groups.is_empty() {
-            return Ok(None);
-        }
-        control::bind(node).await.map(Some)
-    }
-
-    pub async fn start(
-        node: &NodeConfig,
-        cluster: &ClusterConfig,
-        verdicts: watch::Receiver<Arc<Verdicts>>,
-        listeners: control::Listeners,
-        metrics: Arc<Metrics>,
-    ) -> anyhow::Result<Stage> {
-        let handle = start(
-            node.clone(),
-            cluster.clone(),
-            verdicts,
-            Arc::clone(&metrics),
-        )
-        .await?;
-        let control = control::serve(listeners, handle.clone(), metrics);
-        Ok(Stage {
-            handle,
-            _control: control,
-        })
-    }
 }
 
 #[cfg(test)]

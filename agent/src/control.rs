@@ -1,7 +1,9 @@
 //! The control API, served on the root-only Unix socket (`[node] control_socket`) and,
 //! with `[node] control_tls`, over QUIC with mutual TLS (`[node] control_listen`):
-//! one `lvs.v1.ControlRequest` in, one `ControlReply` out, per stream
-//! (proto/lvs/v1/control.proto, `lvs_control::frame`).
+//! one `lvs.v1.ControlRequest` in, one `ControlReply` out (or a stream of events for a
+//! watch), per stream (proto/lvs/v1/control.proto, `lvs_control::frame`). A director
+//! without VIP groups serves it too: its IPVS tables and its node id, and a clear
+//! error for the cluster calls.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -14,7 +16,7 @@ use lvs_control::quic::{Identity, TlsFiles};
 use lvs_control::{frame, unix};
 use lvs_proto::v1::{
     control_reply::Reply, control_request::Request, ClusterEvent, ControlReply, ControlRequest,
-    DrainReply, DrainRequest, JoinReply,
+    DrainReply, DrainRequest, JoinReply, StatusReply,
 };
 use prost::Message as _;
 use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _};
@@ -24,7 +26,7 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
-use super::ClusterHandle;
+use crate::cluster::ClusterHandle;
 use crate::config::NodeConfig;
 use crate::ipvs::listing;
 use crate::metrics::{Metrics, Transport};
@@ -78,8 +80,33 @@ pub async fn bind(node: &NodeConfig) -> anyhow::Result<Listeners> {
     Ok(Listeners { path, unix, quic })
 }
 
+/// What the API answers from: the cluster task, when the director has VIP groups.
+#[derive(Clone)]
+pub struct Api {
+    node_id: String,
+    cluster: Option<ClusterHandle>,
+}
+
+impl Api {
+    pub fn new(node: &NodeConfig, cluster: Option<ClusterHandle>) -> Api {
+        Api {
+            node_id: node.id.to_string(),
+            cluster,
+        }
+    }
+
+    fn cluster(&self) -> Result<&ClusterHandle, Reply> {
+        self.cluster.as_ref().ok_or_else(|| {
+            Reply::Error(format!(
+                "{} has no VIP groups: it runs IPVS only, in no cluster",
+                self.node_id
+            ))
+        })
+    }
+}
+
 /// Serves `cluster` on the bound sockets.
-pub fn serve(listeners: Listeners, cluster: ClusterHandle, metrics: Arc<Metrics>) -> ControlServer {
+pub fn serve(listeners: Listeners, cluster: Api, metrics: Arc<Metrics>) -> ControlServer {
     let Listeners { path, unix, quic } = listeners;
     let mut tasks = vec![tokio::spawn(serve_unix(
         unix,
@@ -92,7 +119,7 @@ pub fn serve(listeners: Listeners, cluster: ClusterHandle, metrics: Arc<Metrics>
     ControlServer { path, tasks }
 }
 
-async fn serve_unix(listener: UnixListener, cluster: ClusterHandle, metrics: Arc<Metrics>) {
+async fn serve_unix(listener: UnixListener, cluster: Api, metrics: Arc<Metrics>) {
     loop {
         match listener.accept().await {
             Ok((mut stream, _)) => {
@@ -138,7 +165,7 @@ async fn serve_unix(listener: UnixListener, cluster: ClusterHandle, metrics: Arc
     }
 }
 
-async fn serve_quic(endpoint: quinn::Endpoint, cluster: ClusterHandle, metrics: Arc<Metrics>) {
+async fn serve_quic(endpoint: quinn::Endpoint, cluster: Api, metrics: Arc<Metrics>) {
     while let Some(incoming) = endpoint.accept().await {
         let cluster = cluster.clone();
         let metrics = Arc::clone(&metrics);
@@ -206,16 +233,19 @@ async fn respond(answer: Answer, out: &mut (impl AsyncWrite + Unpin)) -> anyhow:
 
 /// Reads one request and answers it; a malformed request is answered with the
 /// reason and changes nothing.
-async fn request(stream: &mut (impl AsyncRead + Unpin), cluster: &ClusterHandle) -> Answer {
+async fn request(stream: &mut (impl AsyncRead + Unpin), api: &Api) -> Answer {
     let reply = match frame::read::<ControlRequest>(stream, frame::MAX_REQUEST).await {
         Err(e) => Reply::Error(format!("{e:#}")),
         Ok(ControlRequest { request: None }) => Reply::Error("empty ControlRequest".into()),
         Ok(ControlRequest {
             request: Some(Request::Watch(_)),
-        }) => return Answer::Watch(cluster.subscribe()),
+        }) => match api.cluster() {
+            Ok(cluster) => return Answer::Watch(cluster.subscribe()),
+            Err(reply) => reply,
+        },
         Ok(ControlRequest {
             request: Some(request),
-        }) => answer(request, cluster).await,
+        }) => answer(request, api).await,
     };
     Answer::Once(ControlReply { reply: Some(reply) })
 }
@@ -257,22 +287,35 @@ async fn joined(cluster: &ClusterHandle, addrs: &[SocketAddr]) -> JoinReply {
     }
 }
 
-async fn answer(request: Request, cluster: &ClusterHandle) -> Reply {
+async fn answer(request: Request, api: &Api) -> Reply {
     match request {
-        Request::Join(join) => match cluster.join(&join.peers).await {
-            Ok(addrs) => {
-                info!(peers = ?join.peers, "join requested");
-                Reply::Join(joined(cluster, &addrs).await)
-            }
-            Err(e) => Reply::Error(format!("join: {e:#}")),
+        Request::Join(join) => match api.cluster() {
+            Err(reply) => reply,
+            Ok(cluster) => match cluster.join(&join.peers).await {
+                Ok(addrs) => {
+                    info!(peers = ?join.peers, "join requested");
+                    Reply::Join(joined(cluster, &addrs).await)
+                }
+                Err(e) => Reply::Error(format!("join: {e:#}")),
+            },
         },
-        Request::Drain(DrainRequest { drain }) => match cluster.drain(drain).await {
-            Ok(held) => Reply::Drain(DrainReply { held }),
-            Err(e) => Reply::Error(e.to_string()),
+        Request::Drain(DrainRequest { drain }) => match api.cluster() {
+            Err(reply) => reply,
+            Ok(cluster) => match cluster.drain(drain).await {
+                Ok(held) => Reply::Drain(DrainReply { held }),
+                Err(e) => Reply::Error(e.to_string()),
+            },
         },
-        Request::Status(_) => match cluster.status().await {
-            Ok(status) => Reply::Status(Box::new(status)),
-            Err(e) => Reply::Error(e.to_string()),
+        Request::Status(_) => match &api.cluster {
+            // A director in no cluster: itself, and nothing else to show.
+            None => Reply::Status(Box::new(StatusReply {
+                node_id: api.node_id.clone(),
+                ..StatusReply::default()
+            })),
+            Some(cluster) => match cluster.status().await {
+                Ok(status) => Reply::Status(Box::new(status)),
+                Err(e) => Reply::Error(e.to_string()),
+            },
         },
         // The kernel's tables, read on a socket of their own.
         Request::Services(_) => listing::services().await.map_or_else(
