@@ -20,7 +20,9 @@ use lvs_proto::v1::{
 #[command(
     name = "lvs-cli",
     version,
-    about = "Operator CLI for an lvs-mesh cluster"
+    about = "Operator CLI for an lvs-mesh cluster",
+    after_help = "Exit status: 0 done; 1 the agent refused or failed the request, could not be \
+                  reached, or did not answer in time (the reason is on stderr); 2 bad usage."
 )]
 struct Cli {
     #[command(flatten)]
@@ -91,8 +93,8 @@ enum Command {
     /// The called node's connection-sync daemons (`ipvsadm -l --daemon`).
     Daemons,
     /// Follow the called node's view of the cluster: ownership changes (acquired,
-    /// released, elected owner) and members up or down, one line each, until
-    /// interrupted.
+    /// released, elected owner), members up or down and its real servers' verdicts, one
+    /// line each, until interrupted.
     Watch,
     /// Ask the agent to contact more gossip peers (`host:port`), joining it to a
     /// cluster; prints those that answered within 5 s, fails when none did.

@@ -268,6 +268,8 @@ pub fn event(e: &ClusterEvent) -> String {
         "owner" => format!("{} owner {}", e.group, or_dash(&e.node)),
         "member_up" => format!("member {} up", e.node),
         "member_down" => format!("member {} down", e.node),
+        "real_server_down" => format!("{} real server {} down", e.group, e.node),
+        "real_server_up" => format!("{} real server {} up", e.group, e.node),
         "lagged" => format!("{} events lost (read too slowly)", e.count),
         other => format!("{other} {} {}", e.group, e.node),
     };

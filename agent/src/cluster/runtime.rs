@@ -341,6 +341,30 @@ impl Runtime {
         }
     }
 
+    /// Tells the watchers which real servers went down or came back on this node.
+    fn emit_health_changes(&self, before: &HealthView) {
+        if before.services_digest != self.health_view.services_digest {
+            return; // other services: nothing to compare
+        }
+        let mut index = 0;
+        for service in &self.cluster.services {
+            let name = service.key().map_or_else(String::new, |k| k.to_string());
+            for rs in &service.real_servers {
+                let down = self.health_view.is_down(index);
+                if before.is_down(index) != down {
+                    let kind = if down {
+                        "real_server_down"
+                    } else {
+                        "real_server_up"
+                    };
+                    let addr = SocketAddr::new(rs.address, rs.port.unwrap_or(0));
+                    self.emit(kind, &name, &addr.to_string());
+                }
+                index += 1;
+            }
+        }
+    }
+
     /// Tells the watchers, if any.
     pub(super) fn emit(&self, kind: &str, group: &str, node: &str) {
         let unix_ms = SystemTime::now()
@@ -380,7 +404,9 @@ impl Runtime {
                 // Published at the end of the turn, with the claims.
                 Ok(()) = verdicts.changed() => {
                     self.health.verdicts = verdicts.borrow_and_update().clone();
-                    self.health_view = HealthView::of(&self.cluster, &self.health);
+                    let now = HealthView::of(&self.cluster, &self.health);
+                    let before = std::mem::replace(&mut self.health_view, now);
+                    self.emit_health_changes(&before);
                 }
                 Ok(()) = silent.changed() => {
                     let now_silent = silent.borrow_and_update().clone();

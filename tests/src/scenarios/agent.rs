@@ -252,6 +252,23 @@ impl Background {
         self.finish(ctx, index)
     }
 
+    /// Kills process `index` (one that runs until stopped, e.g. `lvs-cli watch`) and
+    /// returns what it wrote.
+    pub fn interrupt(&mut self, ctx: &mut Ctx, index: usize) -> Result<String> {
+        let child = self
+            .0
+            .get_mut(index)
+            .context("no such background process")?;
+        child.kill()?;
+        let mut out = String::new();
+        if let Some(mut stdout) = child.stdout.take() {
+            std::io::Read::read_to_string(&mut stdout, &mut out)?;
+        }
+        child.wait()?;
+        ctx.sh.note(format!("  -> interrupted: {}", out.trim()));
+        Ok(out)
+    }
+
     /// Waits for process `index` (from [`Background::spawn`]) and returns its stdout.
     pub fn finish(&mut self, ctx: &mut Ctx, index: usize) -> Result<String> {
         let child = self

@@ -52,6 +52,15 @@ fn run(ctx: &mut Ctx, kind: Kind, strict: bool) -> Result<()> {
         ctx.sh.note(format!("[{ns}] {table}"));
     }
 
+    let mut watchers = Background::default();
+    let watch = if kind == Kind::Agent {
+        let cli = ctx.guest_tool().with_file_name("lvs-cli");
+        let cli = cli.to_string_lossy().into_owned();
+        let argv = [cli.as_str(), "--socket", "/run/lvs-agent-lb1.sock", "watch"];
+        Some(watchers.spawn(ctx, &directors_ns[0], &argv)?)
+    } else {
+        None
+    };
     let stopped = Instant::now();
     let mut servers = Background::default();
     stop_web_server(ctx, &topo, "rs1")?;
@@ -80,6 +89,13 @@ fn run(ctx: &mut Ctx, kind: Kind, strict: bool) -> Result<()> {
         ctx.check(
             shown,
             "lvs-agent status on lb1: 1/2 healthy, rs1 down with its reason, down on ha_lb_02 too",
+        )?;
+    }
+    if let Some(index) = watch {
+        let said = watchers.interrupt(ctx, index)?;
+        ctx.check(
+            said.contains(&format!("tcp {SERVICE} real server {RS1} down")),
+            "lvs-cli watch on lb1 said rs1 went down",
         )?;
     }
 
