@@ -214,6 +214,14 @@ fn every_node_reports_the_same_cluster_over_quic_and_strangers_are_refused() {
         lab.logs()
     );
 
+    let json = ok(&call(&lab, 2, 1, &tls, &["status", "--json"]), "status");
+    let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+    for g in v["groups"].as_array().unwrap() {
+        assert!(
+            g["since_unix_ms"].as_u64().is_some_and(|t| t > 0),
+            "each group says since when: {g}"
+        );
+    }
     let table = ok(&call(&lab, 2, 1, &tls, &["status"]), "status");
     for word in ["MEMBERS", "VIP GROUPS", "MASTER", "198.51.100.11/24", "g1"] {
         assert!(table.contains(word), "status table lacks {word}:\n{table}");

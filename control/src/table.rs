@@ -82,6 +82,7 @@ pub fn vips(status: &StatusReply) -> String {
         "HERE",
         "PRIORITY",
         "MASTER",
+        "SINCE",
         "ADDRESSES",
     ]
     .map(String::from)
@@ -94,10 +95,25 @@ pub fn vips(status: &StatusReply) -> String {
             or_dash(&g.state),
             g.priority.to_string(),
             master(g),
+            clock(g.since_unix_ms),
             g.addresses.join(","),
         ]);
     }
     columns(&rows)
+}
+
+/// A time of day (UTC) from ms since the Unix epoch; `-` for none.
+fn clock(unix_ms: u64) -> String {
+    if unix_ms == 0 {
+        return "-".to_owned();
+    }
+    let secs = unix_ms / 1000;
+    format!(
+        "{:02}:{:02}:{:02}",
+        (secs / 3600) % 24,
+        (secs / 60) % 60,
+        secs % 60
+    )
 }
 
 /// Who is VRRP master as this node sees it: itself, a foreign router, or the owner.
@@ -261,8 +277,6 @@ pub fn daemons(reply: &DaemonsReply) -> String {
 
 /// One `lvs-cli watch` line: the time (UTC, ms) and what happened.
 pub fn event(e: &ClusterEvent) -> String {
-    let secs = e.unix_ms / 1000;
-    let (h, m, s) = ((secs / 3600) % 24, (secs / 60) % 60, secs % 60);
     let what = match e.kind.as_str() {
         "acquired" | "released" => format!("{} {} {}", e.node, e.kind, e.group),
         "owner" => format!("{} owner {}", e.group, or_dash(&e.node)),
@@ -273,7 +287,7 @@ pub fn event(e: &ClusterEvent) -> String {
         "lagged" => format!("{} events lost (read too slowly)", e.count),
         other => format!("{other} {} {}", e.group, e.node),
     };
-    format!("{h:02}:{m:02}:{s:02}.{:03} {what}\n", e.unix_ms % 1000)
+    format!("{}.{:03} {what}\n", clock(e.unix_ms), e.unix_ms % 1000)
 }
 
 /// A join's outcome: which peers answered; an error when none did.
@@ -426,6 +440,7 @@ mod tests {
                 state: "MASTER".into(),
                 priority: 150,
                 vrrp_id: 51,
+                since_unix_ms: 1_796_283_852_000,
                 ..GroupStatus::default()
             }],
             config_differs: vec!["lb2".into()],
@@ -441,8 +456,8 @@ mod tests {
              lb2   192.0.2.2:7946  alive  2       g1     0000000000000000\n\
              lb3   192.0.2.3:7946  down   3       -      0000000000000000\n\
              \nVIP GROUPS\n\
-             GROUP  VRID  OWNER  HERE    PRIORITY  MASTER     ADDRESSES\n\
-             g1     51    lb1    MASTER  150       this node  198.51.100.1/24\n\
+             GROUP  VRID  OWNER  HERE    PRIORITY  MASTER     SINCE     ADDRESSES\n\
+             g1     51    lb1    MASTER  150       this node  07:44:12  198.51.100.1/24\n\
              \nWARNINGS\n\
              \x20 two holders: g1 on lb1 and lb2\n\
              \x20 config skew: lb2 has another cluster config (no preemption until it matches)\n\

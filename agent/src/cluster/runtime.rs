@@ -108,6 +108,9 @@ pub(super) struct Runtime {
     /// Ownership and membership changes for `lvs-cli watch`; sending never waits (a
     /// slow watcher loses events and is told how many).
     events: broadcast::Sender<ClusterEvent>,
+    /// When this node last saw each group's holder or elected owner change (ms since
+    /// the Unix epoch), for status.
+    since: BTreeMap<String, u64>,
     owners: BTreeMap<String, Option<String>>,
     recheck_at_ms: Option<u64>,
     routers: BTreeMap<String, Router>,
@@ -185,6 +188,13 @@ fn catch_up_ms(cluster: &ClusterConfig) -> u64 {
     } else {
         ms(cluster.sync.catch_up())
     }
+}
+
+/// Now, in ms since the Unix epoch (0 on a clock before it).
+fn unix_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, ms)
 }
 
 fn ms(d: Duration) -> u64 {
@@ -300,6 +310,7 @@ impl Runtime {
             dropped: BTreeMap::new(),
             metrics,
             events,
+            since: BTreeMap::new(),
             owns_any,
             silences: Silences::default(),
             heartbeats: Default::default(),
@@ -365,11 +376,16 @@ impl Runtime {
         }
     }
 
+    /// A change of who holds or should hold `group`: noted for status ("since") and
+    /// told to the watchers.
+    pub(super) fn ownership_event(&mut self, kind: &str, group: &str, node: &str) {
+        self.since.insert(group.to_owned(), unix_ms());
+        self.emit(kind, group, node);
+    }
+
     /// Tells the watchers, if any.
     pub(super) fn emit(&self, kind: &str, group: &str, node: &str) {
-        let unix_ms = SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, ms);
+        let unix_ms = unix_ms();
         // No watcher is not an error.
         let _ = self.events.send(ClusterEvent {
             unix_ms,
@@ -974,7 +990,7 @@ impl Runtime {
         for (group, owner) in &election.owners {
             if self.owners.get(group) != Some(owner) {
                 info!(group = %group, owner = owner.as_deref().unwrap_or("-"), "elected");
-                self.emit("owner", group, owner.as_deref().unwrap_or_default());
+                self.ownership_event("owner", group, owner.as_deref().unwrap_or_default());
             }
         }
         self.owners = election.owners;

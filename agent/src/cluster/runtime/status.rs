@@ -79,6 +79,7 @@ impl Runtime {
                     }
                     .to_owned(),
                     priority: u32::from(g.priority_of(&self.node.id).get()),
+                    since_unix_ms: self.since.get(&g.name).copied().unwrap_or(0),
                     vrrp_id: u32::from(g.vrrp_id),
                 }
             })

@@ -106,7 +106,8 @@ impl Runtime {
             return false;
         }
         info!(group = name, "acquired: VIPs added, announcing");
-        self.emit("acquired", name, &self.node.id.to_string());
+        let me = self.node.id.to_string();
+        self.ownership_event("acquired", name, &me);
         self.metrics
             .ownership
             .get_or_create(&Change {
@@ -157,7 +158,8 @@ impl Runtime {
             return;
         };
         held.announcing.abort();
-        self.emit("released", name, &self.node.id.to_string());
+        let me = self.node.id.to_string();
+        self.ownership_event("released", name, &me);
         self.metrics
             .ownership
             .get_or_create(&Change {
