@@ -220,6 +220,10 @@ impl Topology {
             // A process may be gone already.
             let _ = sh.run(&format!("kill -9 {pid}"));
         }
+        // The veth pair goes with its switch end at once; left to the namespace's
+        // deletion, which the kernel finishes later, it can still be there when
+        // `boot` plugs the node in again ("File exists").
+        sh.run(&format!("ip -n {} link del {node}", self.ns(SWITCH)))?;
         sh.run(&format!("ip netns del {ns}"))?;
         Ok(())
     }
