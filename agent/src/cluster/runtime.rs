@@ -376,10 +376,19 @@ impl Runtime {
         }
     }
 
-    /// A change of who holds or should hold `group`: noted for status ("since") and
-    /// told to the watchers.
-    pub(super) fn ownership_event(&mut self, kind: &str, group: &str, node: &str) {
+    /// A change of who holds or should hold `group`: noted for status ("since"),
+    /// counted when this node acquired or released it, and told to the watchers.
+    pub(super) fn ownership_event(&mut self, kind: &'static str, group: &str, node: &str) {
         self.since.insert(group.to_owned(), unix_ms());
+        if matches!(kind, "acquired" | "released") {
+            self.metrics
+                .ownership
+                .get_or_create(&crate::metrics::Change {
+                    group: group.to_owned(),
+                    change: kind,
+                })
+                .inc();
+        }
         self.emit(kind, group, node);
     }
 

@@ -13,28 +13,28 @@ impl Runtime {
             Ok(members) => members
                 .into_iter()
                 .map(|m| {
-                    let (ready, drain, config_digest) = if m.local {
-                        (self.ready_since_ms.is_some(), self.drained, self.digest)
+                    // `holds`: what the node itself claims (its gossip), so two
+                    // holders show.
+                    let (ready, drain, config_digest, holds) = if m.local {
+                        let holds = self.held.keys().cloned().collect();
+                        (
+                            self.ready_since_ms.is_some(),
+                            self.drained,
+                            self.digest,
+                            holds,
+                        )
                     } else {
-                        let digest = self
+                        let claims = self
                             .roster
                             .live_claims()
                             .find(|(id, _)| **id == m.node_id)
-                            .map_or(0, |(_, c)| c.config_digest);
+                            .map(|(_, c)| c);
                         (
                             self.roster.says_ready(&m.node_id),
                             self.roster.says_drained(&m.node_id),
-                            digest,
+                            claims.map_or(0, |c| c.config_digest),
+                            claims.map_or_else(Vec::new, |c| c.held.clone()),
                         )
-                    };
-                    // What the node itself claims (its gossip), so two holders show.
-                    let holds = if m.local {
-                        self.held.keys().cloned().collect()
-                    } else {
-                        self.roster
-                            .live_claims()
-                            .find(|(id, _)| **id == m.node_id)
-                            .map_or_else(Vec::new, |(_, c)| c.held.clone())
                     };
                     MemberStatus {
                         live: m.is_live(),

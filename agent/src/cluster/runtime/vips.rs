@@ -11,7 +11,6 @@ use tracing::{debug, info, warn};
 use super::{announce_settings, Held, Router, Runtime};
 use crate::cluster::decide;
 use crate::config::VipGroup;
-use crate::metrics::Change;
 use crate::vip::addr::Vip;
 use crate::vrrp;
 
@@ -108,13 +107,6 @@ impl Runtime {
         info!(group = name, "acquired: VIPs added, announcing");
         let me = self.node.id.to_string();
         self.ownership_event("acquired", name, &me);
-        self.metrics
-            .ownership
-            .get_or_create(&Change {
-                group: name.to_owned(),
-                change: "acquired",
-            })
-            .inc();
         self.held.insert(
             name.to_owned(),
             Held {
@@ -160,13 +152,6 @@ impl Runtime {
         held.announcing.abort();
         let me = self.node.id.to_string();
         self.ownership_event("released", name, &me);
-        self.metrics
-            .ownership
-            .get_or_create(&Change {
-                group: name.to_owned(),
-                change: "released",
-            })
-            .inc();
         let addrs: Vec<IpAddr> = held.group.addresses.iter().map(|a| a.addr).collect();
         self.remove_vips(&held.group, &addrs).await;
         // A successor gone from the gossip meanwhile gets no hand-over.
