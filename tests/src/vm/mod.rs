@@ -177,7 +177,7 @@ impl LabRun {
         self.ready.as_ref().map_or(&[], |r| &r.failed_modules)
     }
 
-    /// Timing and verdict lines (no scenario output).
+    /// Timing and verdict lines, with each failed scenario's failure (no scenario output).
     pub fn summary(&self) -> String {
         let secs = |d: Duration| format!("{:.1} s", d.as_secs_f64());
         let mut s = format!(
@@ -205,6 +205,11 @@ impl LabRun {
                 if r.passed { "PASSED" } else { "FAILED" },
                 secs(Duration::from_millis(r.duration_ms))
             );
+            // The failed check again, so that a log cut to its head and tail (CI's)
+            // still says what failed.
+            if !r.passed {
+                s += &format!("lvs-lab: {} failed: {}\n", r.name, r.failure);
+            }
         }
         if let Some(dir) = &self.kept {
             s += &format!("lvs-lab: console log and image kept in {}\n", dir.display());
