@@ -32,6 +32,8 @@ const CONTROL_REPLIES: &[&str] = &[
     "DaemonsReply",
     "SyncDaemonStatus",
     "ClusterEvent",
+    "ClusterDocument",
+    "ConfigApplyReply",
 ];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {

@@ -3,7 +3,8 @@
 //! one `lvs.v1.ControlRequest` in, one `ControlReply` out (or a stream of events for a
 //! watch), per stream (proto/lvs/v1/control.proto, `lvs_control::frame`). A director
 //! without VIP groups serves it too: its IPVS tables and its node id, and a clear
-//! error for the cluster calls.
+//! error for the cluster calls. Cluster document calls (`config get`, `apply`) are
+//! answered by the node loop, which runs the config.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -15,19 +16,21 @@ use anyhow::Context as _;
 use lvs_control::quic::{Identity, TlsFiles};
 use lvs_control::{frame, unix};
 use lvs_proto::v1::{
-    control_reply::Reply, control_request::Request, ClusterEvent, ControlReply, ControlRequest,
-    DrainReply, DrainRequest, JoinReply, StatusReply,
+    control_reply::Reply, control_request::Request, ClusterDocument, ClusterEvent,
+    ConfigApplyReply, ControlReply, ControlRequest, DrainReply, DrainRequest, JoinReply,
+    StatusReply,
 };
 use prost::Message as _;
 use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _};
 use tokio::net::UnixListener;
-use tokio::sync::broadcast;
+use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
 use crate::cluster::ClusterHandle;
 use crate::config::NodeConfig;
+use crate::document::{Document, Stamp};
 use crate::ipvs::listing;
 use crate::metrics::{Metrics, Transport};
 
@@ -80,19 +83,48 @@ pub async fn bind(node: &NodeConfig) -> anyhow::Result<Listeners> {
     Ok(Listeners { path, unix, quic })
 }
 
-/// What the API answers from: the cluster task, when the director has VIP groups.
+/// A cluster document call, answered by the node loop (which runs the config).
+pub enum DocumentCall {
+    /// The document this node runs.
+    Get(oneshot::Sender<Document>),
+    /// Validate, apply, store and publish this text.
+    Apply(String, oneshot::Sender<Result<Stamp, String>>),
+}
+
+/// What the API answers from: the cluster task, when the director runs one, and the
+/// node loop for the cluster document.
 #[derive(Clone)]
 pub struct Api {
     node_id: String,
     cluster: Option<ClusterHandle>,
+    documents: mpsc::Sender<DocumentCall>,
 }
 
 impl Api {
-    pub fn new(node: &NodeConfig, cluster: Option<ClusterHandle>) -> Api {
+    pub fn new(
+        node: &NodeConfig,
+        cluster: Option<ClusterHandle>,
+        documents: mpsc::Sender<DocumentCall>,
+    ) -> Api {
         Api {
             node_id: node.id.to_string(),
             cluster,
+            documents,
         }
+    }
+
+    /// Asks the node loop; its answer, or an error reply once it has stopped.
+    async fn ask<T>(
+        &self,
+        call: impl FnOnce(oneshot::Sender<T>) -> DocumentCall,
+    ) -> Result<T, Reply> {
+        let stopping = || Reply::Error("the agent is stopping".into());
+        let (tx, rx) = oneshot::channel();
+        self.documents
+            .send(call(tx))
+            .await
+            .map_err(|_| stopping())?;
+        rx.await.map_err(|_| stopping())
     }
 
     fn cluster(&self) -> Result<&ClusterHandle, Reply> {
@@ -331,5 +363,31 @@ async fn answer(request: Request, api: &Api) -> Reply {
             Reply::Daemons,
         ),
         Request::Watch(_) => Reply::Error("a watch is answered by a stream".into()),
+        Request::ConfigGet(_) => match api.ask(DocumentCall::Get).await {
+            Err(reply) => reply,
+            Ok(doc) if doc.version == 0 => Reply::Error(format!(
+                "{} runs the cluster part of its config files: no cluster document was \
+                 applied (lvs-cli apply -f FILE)",
+                api.node_id
+            )),
+            Ok(doc) => {
+                let stamp = doc.stamp();
+                Reply::Config(ClusterDocument {
+                    version: stamp.version,
+                    digest: stamp.digest,
+                    text: doc.text,
+                })
+            }
+        },
+        Request::ConfigApply(apply) => {
+            match api.ask(|tx| DocumentCall::Apply(apply.text, tx)).await {
+                Err(reply) => reply,
+                Ok(Err(e)) => Reply::Error(e),
+                Ok(Ok(stamp)) => Reply::Applied(ConfigApplyReply {
+                    version: stamp.version,
+                    digest: stamp.digest,
+                }),
+            }
+        }
     }
 }

@@ -7,6 +7,7 @@
 pub mod cluster;
 pub mod config;
 pub mod control;
+pub mod document;
 pub mod health;
 pub mod ipvs;
 pub mod membership;

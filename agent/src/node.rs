@@ -1,9 +1,11 @@
 //! The agent's run loop (`lvs-agent run`): one task that reacts to the periodic
-//! drift check, SIGHUP (reload the config files), ownership changes and
-//! SIGTERM/SIGINT (exit). The control sockets are bound first (a second agent on
+//! drift check, SIGHUP (reload the config files), cluster documents (`lvs-cli apply`,
+//! or a peer's newer one, fetched by `fetch`; see `crate::document`), ownership
+//! changes and SIGTERM/SIGINT (exit). Every new config goes through
+//! `Running::adopt`. The control sockets are bound first (a second agent on
 //! this node, or a bad `control_tls`, stops there with nothing changed); the cluster
 //! stage (membership, heartbeats, VIP ownership, VRRP; only when the cluster has VIP
-//! groups) starts before the IPVS stage's first pass, so a failure there stops the
+//! groups or the node a `cluster_store`) starts before the IPVS stage's first pass, so a failure there stops the
 //! agent before it changes any IPVS service; then the IPVS stage (services, sync
 //! daemons, sysctls) makes its first pass and tells the cluster stage its backup sync
 //! daemon listens: only from then on (plus `[sync] catch_up`) can the node be
@@ -24,6 +26,8 @@
 //! place, so the kernel keeps forwarding and no connection drops; a restarted
 //! agent adopts matching entries without rewriting them.
 
+mod fetch;
+
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -31,35 +35,76 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 use tokio::signal::unix::{signal, SignalKind};
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 use tokio::time::{interval_at, Instant, Interval, MissedTickBehavior};
 use tracing::{debug, error, info, warn};
 
-use crate::cluster;
+use crate::cluster::{self, ClusterHandle};
 use crate::config::{self, ClusterConfig, NodeConfig};
-use crate::control;
+use crate::control::{self, DocumentCall};
+use crate::document::{self, Document, Offer, Stamp};
+use crate::health::runner::HealthHandle;
 use crate::health::{self, CheckKey, Health};
 use crate::ipvs::plan::Scope;
 use crate::ipvs::reconcile::Reconciler;
 use crate::ipvs::{desired, sync, sysctl, Error as IpvsError, IpvsClient};
-use crate::membership::KeyRing;
 use crate::metrics::Metrics;
+use fetch::{spawn_fetch, Fetcher};
 
 /// A loaded config with what the IPVS and health stages derive from it.
 struct Loaded {
     node: NodeConfig,
     cluster: ClusterConfig,
+    /// The cluster document the cluster part comes from (version 0: the config files).
+    document: Document,
     scope: Scope,
     /// Every distinct health check.
     checks: BTreeSet<CheckKey>,
 }
 
 impl Loaded {
+    /// The config files, with the cluster part from `cluster_store` once a document
+    /// was applied there.
     fn read(files: &[PathBuf]) -> Result<Loaded, String> {
         let config = config::load_all(files).map_err(|e| e.to_string())?;
-        let (Some(node), Some(cluster)) = (config.node, config.cluster) else {
-            return Err("the config needs a [node] table and a [cluster] table".to_owned());
+        let Some(node) = config.node else {
+            return Err("the config needs a [node] table".to_owned());
         };
+        let stored = match &node.cluster_store {
+            Some(path) => document::read(path)?.map(|doc| (path, doc)),
+            None => None,
+        };
+        let (cluster, document) = match (stored, config.cluster) {
+            (Some((path, doc)), from_files) => {
+                if from_files.is_some() {
+                    warn!(
+                        "the cluster part of {} is not used: node.cluster_store {} holds the applied cluster document (version {})",
+                        display_paths(files),
+                        path.display(),
+                        doc.version
+                    );
+                }
+                let cluster = config::parse_document(&doc.text, &node)
+                    .map_err(|e| format!("node.cluster_store {}: {e}", path.display()))?;
+                (cluster, doc)
+            }
+            (None, Some(cluster)) => (cluster, Document::default()),
+            (None, None) if node.cluster_store.is_some() => {
+                info!("no cluster part yet: it comes with the cluster document from the peers");
+                (ClusterConfig::default(), Document::default())
+            }
+            (None, None) => {
+                return Err(
+                    "the config needs a [cluster] table, or node.cluster_store to \
+                     receive the cluster document from the peers"
+                        .to_owned(),
+                )
+            }
+        };
+        Ok(Loaded::new(node, cluster, document))
+    }
+
+    fn new(node: NodeConfig, cluster: ClusterConfig, document: Document) -> Loaded {
         let loaded = Loaded {
             scope: desired::scope(&cluster),
             checks: cluster
@@ -73,9 +118,10 @@ impl Loaded {
                 .collect(),
             node,
             cluster,
+            document,
         };
         release_freed_memory();
-        Ok(loaded)
+        loaded
     }
 
     /// Drift checks, the first at `first`.
@@ -115,6 +161,10 @@ enum Event {
     Pass(Pass),
     /// SIGHUP.
     Reload,
+    /// A cluster document call from the control API.
+    Document(DocumentCall),
+    /// A peer's newer cluster document, fetched (or why not).
+    Fetched(Offer, Result<Document, String>),
     /// SIGTERM or SIGINT.
     Stop,
 }
@@ -123,10 +173,116 @@ enum Event {
 /// few netlink calls and two datagrams, milliseconds on a healthy host.
 const SHUTDOWN_BOUND: Duration = Duration::from_secs(5);
 
+/// What runs, and what a new config is handed to.
+struct Running {
+    files: Vec<PathBuf>,
+    config: Loaded,
+    ipvs: IpvsStage,
+    checks: HealthHandle,
+    cluster: Option<ClusterHandle>,
+    tick: Interval,
+}
+
+impl Running {
+    /// Replaces the running config with `new`, checked first: a change that needs a
+    /// restart, or a service the kernel cannot serve, changes nothing. A new cluster
+    /// document is stored before anything is applied, so what runs is what a restart
+    /// loads.
+    async fn adopt(&mut self, new: Loaded) -> Result<(), String> {
+        let old = &self.config;
+        let keys = cluster::check_reload((&old.node, &old.cluster), (&new.node, &new.cluster))?;
+        self.ipvs.connect_for(&new).await?;
+        if new.document != old.document {
+            if let Some(path) = &new.node.cluster_store {
+                document::write(path, &new.document)?;
+            }
+        }
+        self.ipvs.reconfigure(old, &new);
+        info!(
+            "config applied ({}): {} services, {} distinct health checks",
+            new.document.stamp(),
+            new.cluster.services.len(),
+            new.checks.len()
+        );
+        if new.checks != old.checks {
+            self.checks.set(new.checks.clone()).await;
+        }
+        if let Some(handle) = &self.cluster {
+            if let Some(keys) = keys {
+                if handle.set_keys(keys).await.is_err() {
+                    error!("the cluster task has stopped");
+                }
+            }
+            if handle
+                .reload(new.cluster.clone(), new.document.stamp())
+                .await
+                .is_err()
+            {
+                error!("the cluster task has stopped");
+            }
+        }
+        if new.node.reconcile_interval != old.node.reconcile_interval {
+            self.tick = new.tick(Instant::now() + new.node.reconcile_interval);
+        }
+        self.config = new;
+        Ok(())
+    }
+
+    /// `lvs-cli apply`: the document gets the next version after the highest this
+    /// node knows of in the cluster; the same text as the running document changes
+    /// nothing.
+    async fn apply(&mut self, text: String) -> Result<Stamp, String> {
+        if text == self.config.document.text && self.config.document.version > 0 {
+            return Ok(self.config.document.stamp());
+        }
+        if self.config.node.cluster_store.is_none() {
+            return Err(format!(
+                "{} has no node.cluster_store: set it (e.g. /var/lib/lvs-mesh/cluster.toml) to apply cluster documents",
+                self.config.node.id
+            ));
+        }
+        let cluster = config::parse_document(&text, &self.config.node)
+            .map_err(|e| format!("cluster document refused, nothing applied:\n{e}"))?;
+        let mut highest = self.config.document.version;
+        if let Some(handle) = &self.cluster {
+            if let Ok(status) = handle.status().await {
+                highest = status
+                    .members
+                    .iter()
+                    .map(|m| m.config_version)
+                    .fold(highest, u64::max);
+            }
+        }
+        let doc = Document {
+            version: highest + 1,
+            text,
+        };
+        let stamp = doc.stamp();
+        let new = Loaded::new(self.config.node.clone(), cluster, doc);
+        self.adopt(new).await?;
+        info!(document = %stamp, "cluster document applied by the operator");
+        Ok(stamp)
+    }
+
+    /// A fetched peer document, applied when it is still newer than ours.
+    async fn apply_fetched(&mut self, offer: &Offer, doc: Document) -> Result<(), String> {
+        if doc.stamp() <= self.config.document.stamp() {
+            return Ok(());
+        }
+        let cluster = config::parse_document(&doc.text, &self.config.node)
+            .map_err(|e| format!("invalid here:\n{e}"))?;
+        let stamp = doc.stamp();
+        let new = Loaded::new(self.config.node.clone(), cluster, doc);
+        self.adopt(new).await?;
+        info!(document = %stamp, from = %offer.node, "cluster document applied from a peer");
+        Ok(())
+    }
+}
+
 /// Runs until SIGTERM or SIGINT. Fails at start on a bad config, or when services
 /// are configured and the kernel has no IPVS.
 pub async fn run(config_files: &[PathBuf]) -> anyhow::Result<()> {
-    let mut config = Loaded::read(config_files).map_err(anyhow::Error::msg)?;
+    let config = Loaded::read(config_files).map_err(anyhow::Error::msg)?;
     // The control sockets first: a second agent on this node, or a bad control_tls,
     // stops here, before anything is changed.
     let listeners = control::bind(&config.node).await?;
@@ -135,33 +291,39 @@ pub async fn run(config_files: &[PathBuf]) -> anyhow::Result<()> {
     let checks = health::runner::spawn(config.checks.clone());
     let mut verdicts = checks.verdicts();
     ipvs.health.verdicts = verdicts.borrow_and_update().clone();
-    // Without VIP groups a director only runs IPVS, and needs no cluster key.
-    let cluster = if config.cluster.vip_groups.is_empty() {
-        None
-    } else {
+    // Without VIP groups or a cluster store a director only runs IPVS, and needs no
+    // cluster key.
+    let cluster = if cluster::runs_cluster(&config.node, &config.cluster) {
         Some(
             cluster::start(
                 config.node.clone(),
                 config.cluster.clone(),
+                config.document.stamp(),
                 checks.verdicts(),
                 Arc::clone(&metrics),
             )
             .await?,
         )
+    } else {
+        None
     };
+    let (documents, mut document_calls) = mpsc::channel(4);
     let _control = control::serve(
         listeners,
-        control::Api::new(&config.node, cluster.clone()),
+        control::Api::new(&config.node, cluster.clone(), documents),
         Arc::clone(&metrics),
     );
     let _metrics_server = match config.node.metrics_listen {
         Some(addr) => Some(crate::metrics::serve(addr, metrics, cluster.clone()).await?),
         None => None,
     };
-    // Without VIP groups the node owns none: the sync master never runs.
+    // Without VIP groups the node owns none: the sync master never runs; nor does it
+    // hear of peers' documents.
     let (_never_owns, mut owns_any) = watch::channel(false);
+    let (_never_offered, mut offers) = watch::channel(None);
     if let Some(handle) = &cluster {
         owns_any = handle.owns_any();
+        offers = handle.offers();
     }
     // Services and the backup sync daemon before the node can be elected: it forwards,
     // and its sync catch-up counts from when the daemon listens.
@@ -175,31 +337,63 @@ pub async fn run(config_files: &[PathBuf]) -> anyhow::Result<()> {
     let mut hup = signal(SignalKind::hangup()).context("SIGHUP handler")?;
     let mut term = signal(SignalKind::terminate()).context("SIGTERM handler")?;
     let mut int = signal(SignalKind::interrupt()).context("SIGINT handler")?;
-    let mut tick = config.tick(Instant::now() + config.node.reconcile_interval);
     info!(
-        "running as {} in cluster {:?}: {} services, {} distinct health checks, drift check every {:?}",
+        "running as {} in cluster {:?} ({}): {} services, {} distinct health checks, drift check every {:?}",
         config.node.id,
         config.cluster.name,
+        config.document.stamp(),
         config.cluster.services.len(),
         config.checks.len(),
         config.node.reconcile_interval
     );
+    let mut run = Running {
+        files: config_files.to_vec(),
+        tick: config.tick(Instant::now() + config.node.reconcile_interval),
+        config,
+        ipvs,
+        checks,
+        cluster,
+    };
+    let (fetched_tx, mut fetched) = mpsc::channel(1);
+    let mut fetcher = Fetcher::default();
     let mut next: Option<Event> = None;
     loop {
+        if let Some(offer) = fetcher.next(std::time::Instant::now()) {
+            if run.config.node.control_tls.is_some() {
+                spawn_fetch(offer, &run.config.node, fetched_tx.clone());
+            } else {
+                // Nothing to retry until the config changes: said once per document.
+                error!(
+                    "{} runs cluster document {}, newer than this node's ({}); this node cannot fetch it: node.control_tls is not set",
+                    offer.node,
+                    offer.stamp,
+                    run.config.document.stamp()
+                );
+                fetcher.refused(offer.stamp);
+            }
+        }
+        let retry = fetcher.wake().map(Instant::from_std);
         let event = match next.take() {
             Some(event) => event,
             None => tokio::select! {
-                _ = tick.tick() => Event::Pass(Pass::DriftCheck),
+                _ = run.tick.tick() => Event::Pass(Pass::DriftCheck),
                 Ok(()) = owns_any.changed() => {
                     let owns_any = *owns_any.borrow_and_update();
                     info!("node owns a VIP group: {owns_any}");
-                    ipvs.sync_daemons(&config, owns_any).await;
+                    run.ipvs.sync_daemons(&run.config, owns_any).await;
                     continue;
                 }
                 Ok(()) = verdicts.changed() => {
-                    ipvs.health.verdicts = verdicts.borrow_and_update().clone();
+                    run.ipvs.health.verdicts = verdicts.borrow_and_update().clone();
                     Event::Pass(Pass::Changes)
                 }
+                Ok(()) = offers.changed() => {
+                    fetcher.set_offer(offers.borrow_and_update().clone());
+                    continue;
+                }
+                () = sleep_until_some(retry) => continue,
+                Some((offer, result)) = fetched.recv() => Event::Fetched(offer, result),
+                Some(call) = document_calls.recv() => Event::Document(call),
                 _ = hup.recv() => Event::Reload,
                 _ = term.recv() => Event::Stop,
                 _ = int.recv() => Event::Stop,
@@ -208,7 +402,7 @@ pub async fn run(config_files: &[PathBuf]) -> anyhow::Result<()> {
         match event {
             Event::Stop => break,
             Event::Pass(pass) => {
-                let running = ipvs.pass(&config, *owns_any.borrow(), pass);
+                let running = run.ipvs.pass(&run.config, *owns_any.borrow(), pass);
                 tokio::pin!(running);
                 next = tokio::select! {
                     () = &mut running => None,
@@ -221,40 +415,55 @@ pub async fn run(config_files: &[PathBuf]) -> anyhow::Result<()> {
                 }
                 if let Pass::DriftCheck = pass {
                     // The next check a full period after this one, however long it took.
-                    tick.reset();
+                    run.tick.reset();
                 }
             }
-            Event::Reload => match reload(config_files, &config, &mut ipvs).await {
-                Ok((new, keys)) => {
-                    info!(
-                        "config reloaded: {} services, {} distinct health checks",
-                        new.cluster.services.len(),
-                        new.checks.len()
-                    );
-                    if new.checks != config.checks {
-                        checks.set(new.checks.clone()).await;
-                    }
-                    if let Some(handle) = &cluster {
-                        if let Some(keys) = keys {
-                            if handle.set_keys(keys).await.is_err() {
-                                error!("the cluster task has stopped");
-                            }
-                        }
-                        if handle.reload(new.cluster.clone()).await.is_err() {
-                            error!("the cluster task has stopped");
-                        }
-                    }
-                    if new.node.reconcile_interval != config.node.reconcile_interval {
-                        tick = new.tick(Instant::now() + new.node.reconcile_interval);
-                    }
-                    config = new;
+            Event::Reload => {
+                info!("SIGHUP: reloading {}", display_paths(&run.files));
+                let loaded = Loaded::read(&run.files);
+                match async { run.adopt(loaded?).await }.await {
+                    Ok(()) => next = Some(Event::Pass(Pass::Changes)),
+                    Err(e) => error!("reload rejected, keeping the running config:\n{e}"),
+                }
+            }
+            Event::Document(DocumentCall::Get(reply)) => {
+                let _ = reply.send(run.config.document.clone());
+            }
+            Event::Document(DocumentCall::Apply(text, reply)) => {
+                let applied = run.apply(text).await;
+                if let Err(e) = &applied {
+                    warn!("lvs-cli apply refused: {e}");
+                } else {
                     next = Some(Event::Pass(Pass::Changes));
                 }
-                Err(e) => error!("reload rejected, keeping the running config:\n{e}"),
-            },
+                let _ = reply.send(applied);
+            }
+            Event::Fetched(offer, result) => {
+                let applied = match result {
+                    Ok(doc) => run.apply_fetched(&offer, doc).await.map_err(|e| (e, true)),
+                    Err(e) => Err((e, false)),
+                };
+                match applied {
+                    Ok(()) => {
+                        fetcher.done();
+                        next = Some(Event::Pass(Pass::Changes));
+                    }
+                    Err((e, refused)) => {
+                        error!(
+                            "cluster document {} of {} not applied: {e}",
+                            offer.stamp, offer.node
+                        );
+                        if refused {
+                            fetcher.refused(offer.stamp);
+                        } else {
+                            fetcher.failed(std::time::Instant::now());
+                        }
+                    }
+                }
+            }
         }
     }
-    if let Some(handle) = &cluster {
+    if let Some(handle) = &run.cluster {
         info!("handing VIP groups over and leaving the cluster (a second SIGTERM exits at once)");
         tokio::select! {
             done = handle.shutdown() => {
@@ -273,18 +482,12 @@ pub async fn run(config_files: &[PathBuf]) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Reads the files again; the running config is replaced only by a valid one that
-/// the IPVS stage can serve.
-async fn reload(
-    files: &[PathBuf],
-    old: &Loaded,
-    ipvs: &mut IpvsStage,
-) -> Result<(Loaded, Option<KeyRing>), String> {
-    info!("SIGHUP: reloading {}", display_paths(files));
-    let new = Loaded::read(files)?;
-    let keys = cluster::check_reload((&old.node, &old.cluster), (&new.node, &new.cluster))?;
-    ipvs.reconfigure(old, &new).await?;
-    Ok((new, keys))
+/// Sleeps until `at`, forever without one.
+async fn sleep_until_some(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
 }
 
 fn display_paths(files: &[PathBuf]) -> String {
@@ -332,14 +535,18 @@ impl IpvsStage {
         Ok(stage)
     }
 
-    /// Connects if the new config needs IPVS and notes what it no longer manages.
-    async fn reconfigure(&mut self, old: &Loaded, new: &Loaded) -> Result<(), String> {
+    /// Connects if the new config needs IPVS: without it the config cannot be served.
+    async fn connect_for(&mut self, new: &Loaded) -> Result<(), String> {
         if self.client.is_none() && !new.cluster.services.is_empty() {
             self.client = Some(IpvsClient::connect().await.map_err(|e| e.to_string())?);
         }
+        Ok(())
+    }
+
+    /// Notes what the new config no longer manages and applies its sysctls.
+    fn reconfigure(&mut self, old: &Loaded, new: &Loaded) {
         self.retired = self.retired.union(&old.scope.difference(&new.scope));
         self.apply_sysctls(&new.cluster);
-        Ok(())
     }
 
     fn apply_sysctls(&self, cluster: &ClusterConfig) {

@@ -105,7 +105,7 @@ fn certificates(lab: &Lab) -> PathBuf {
         ),
         "cert init",
     );
-    for i in 1..=NODES {
+    for i in 1..=lab.nodes() {
         let name = format!("lb{i}");
         ok(
             &cli(
@@ -628,5 +628,229 @@ fn a_director_without_vip_groups_serves_the_api_and_says_what_it_lacks() {
     assert!(
         ok(&out, "status over QUIC").contains("cluster as lb1 sees it"),
         "{out:?}"
+    );
+}
+
+/// Node `i`'s file for the cluster document test: a `cluster_store`, join peers lb1
+/// and lb2, and (`tls`) the QUIC control API.
+fn store_node_toml(lab: &Lab, i: usize, tls: Option<&Path>) -> String {
+    let mut text = format!(
+        "[node]\nid = \"lb{i}\"\ninterface = \"eth0\"\naddress = \"192.0.2.{i}\"\nsyncid = {i}\n\
+         join = [\"192.0.2.1:7946\", \"192.0.2.2:7946\"]\ncluster_key_files = [\"{}\"]\n\
+         gossip_probe_period = 0.2\ncontrol_socket = \"{}\"\ncluster_store = \"{}\"\n",
+        lab.dir.join("cluster.key").display(),
+        lab.socket(i).display(),
+        store(lab, i).display(),
+    );
+    if let Some(tls) = tls {
+        text += &format!(
+            "control_tls = {{ ca = \"{tls}/ca.pem\", cert = \"{tls}/lb{i}.pem\", key = \"{tls}/lb{i}.key\" }}\n",
+            tls = tls.display()
+        );
+    }
+    text
+}
+
+fn store(lab: &Lab, i: usize) -> PathBuf {
+    lab.dir.join(format!("store-lb{i}")).join("cluster.toml")
+}
+
+/// (version, document digest) of every live member, as node `i` sees them.
+fn documents(lab: &Lab, i: usize) -> BTreeMap<String, (u64, u64)> {
+    let out = cli(
+        lab,
+        Some(i),
+        &[
+            "--socket",
+            lab.socket(i).to_str().unwrap(),
+            "members",
+            "--json",
+        ],
+    );
+    if !out.status.success() {
+        return BTreeMap::new();
+    }
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("members --json");
+    v["members"]
+        .as_array()
+        .expect("members")
+        .iter()
+        .filter(|m| m["live"].as_bool() == Some(true))
+        .map(|m| {
+            (
+                m["node_id"].as_str().unwrap().to_owned(),
+                (
+                    m["config_version"].as_u64().unwrap_or(0),
+                    m["document_digest"].as_u64().unwrap_or(0),
+                ),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn a_cluster_document_reaches_every_node_and_an_invalid_one_none() {
+    // lb1 and lb2 start from their files' cluster part (version 0), lb3 from its node
+    // file alone, lb4 too but without control_tls: it cannot fetch documents.
+    let mut lab = Lab::new("doc", 4);
+    let tls = certificates(&lab);
+    lab.write_key("cluster.key", &"2b".repeat(32));
+    let files_part = lab.write("cluster.toml", "[cluster]\nname = \"lab\"\n");
+    for i in 1..=4 {
+        let node = lab.write(
+            &format!("lb{i}.toml"),
+            &store_node_toml(&lab, i, (i != 4).then_some(tls.as_path())),
+        );
+        if i <= 2 {
+            lab.start(i, &node, &files_part);
+        } else {
+            lab.start_files(i, &[node.as_path()], &[]);
+        }
+    }
+    let four_live = poll(DEADLINE, || (documents(&lab, 1).len() == 4).then_some(()));
+    assert!(four_live.is_some(), "four live members:\n{}", lab.logs());
+    let get = call(&lab, 1, 1, &tls, &["config", "get"]);
+    assert!(
+        !get.status.success()
+            && String::from_utf8_lossy(&get.stderr).contains("no cluster document was applied"),
+        "config get before any apply: {}",
+        String::from_utf8_lossy(&get.stderr)
+    );
+
+    // Version 1, given to lb1 over QUIC: lb2 and lb3 fetch it; lb3 takes g3.
+    let doc1 = cluster_toml();
+    let doc1_path = lab.write("doc1.toml", &doc1);
+    let out = ok(
+        &call(
+            &lab,
+            2,
+            1,
+            &tls,
+            &["apply", "-f", doc1_path.to_str().unwrap()],
+        ),
+        "apply doc1",
+    );
+    assert!(out.starts_with("applied as version 1"), "{out}");
+    let digest1 = lvs_agent::document::digest(&doc1);
+    let on_three = |lab: &Lab, version: u64, digest: u64| {
+        (1..=3).all(|i| {
+            let docs = documents(lab, i);
+            (1..=3).all(|j| docs.get(&format!("lb{j}")) == Some(&(version, digest)))
+        })
+    };
+    let spread = poll(DEADLINE, || on_three(&lab, 1, digest1).then_some(()));
+    assert!(
+        spread.is_some(),
+        "lb1..lb3 run version 1 and see each other run it: {:?}\n{}",
+        documents(&lab, 3),
+        lab.logs()
+    );
+    let held = poll(DEADLINE, || {
+        (1..=3)
+            .all(|i| {
+                lab.addrs_in(i, "198.51.100.")
+                    .contains(&format!("198.51.100.{}", 10 + i).parse().unwrap())
+            })
+            .then_some(())
+    });
+    assert!(
+        held.is_some(),
+        "each of lb1..lb3 holds its preferred group, lb3 from the fetched document:\n{}",
+        lab.logs()
+    );
+    let stored = std::fs::read_to_string(store(&lab, 3)).expect("lb3 stored the document");
+    assert_eq!(
+        stored,
+        format!("# lvs-mesh cluster document version 1\n{doc1}")
+    );
+    let got = ok(&call(&lab, 1, 3, &tls, &["config", "get"]), "config get");
+    assert!(got.ends_with(&doc1), "config get from lb3:\n{got}");
+    // lb4 cannot fetch it: skew, and its log says why.
+    let status = ok(&call(&lab, 1, 1, &tls, &["status"]), "status");
+    assert!(
+        status.contains("document skew: lb4 runs files, the newest is v1"),
+        "status warns of lb4:\n{status}"
+    );
+    assert!(
+        lab.log_text(4).contains("node.control_tls is not set"),
+        "lb4 logs why it runs an older document:\n{}",
+        lab.log_text(4)
+    );
+
+    // Invalid documents are refused by the node given them, with the precise error,
+    // and no node changes.
+    let bad = lab.write("bad.toml", &doc1.replacen("vrrp_id = 11", "vrrp_id = 0", 1));
+    let out = call(&lab, 2, 2, &tls, &["apply", "-f", bad.to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success()
+            && err.contains("nothing applied")
+            && err.contains("vip_group[0].vrrp_id"),
+        "an invalid document: {err}"
+    );
+    let with_node = lab.write("with-node.toml", &format!("{doc1}\n[node]\nid = \"x\"\n"));
+    let out = call(
+        &lab,
+        2,
+        2,
+        &tls,
+        &["apply", "-f", with_node.to_str().unwrap()],
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("node: not in a cluster document"),
+        "a document with [node]: {err}"
+    );
+    std::thread::sleep(Duration::from_secs(1));
+    assert!(on_three(&lab, 1, digest1), "still version 1 everywhere");
+    assert_eq!(
+        std::fs::read_to_string(store(&lab, 2)).unwrap(),
+        format!("# lvs-mesh cluster document version 1\n{doc1}"),
+        "lb2's store unchanged"
+    );
+
+    // Version 2 from lb2 (g3 now prefers lb2): it moves there everywhere.
+    let doc2 = doc1.replacen("lb3 = 150", "lb2 = 160", 1);
+    let doc2_path = lab.write("doc2.toml", &doc2);
+    let out = ok(
+        &cli(
+            &lab,
+            Some(2),
+            &[
+                "--socket",
+                lab.socket(2).to_str().unwrap(),
+                "apply",
+                "-f",
+                doc2_path.to_str().unwrap(),
+            ],
+        ),
+        "apply doc2 on the local socket",
+    );
+    assert!(out.starts_with("applied as version 2"), "{out}");
+    let digest2 = lvs_agent::document::digest(&doc2);
+    let moved = poll(DEADLINE, || {
+        (on_three(&lab, 2, digest2)
+            && lab
+                .addrs_in(2, "198.51.100.")
+                .contains(&"198.51.100.13".parse().unwrap()))
+        .then_some(())
+    });
+    assert!(
+        moved.is_some(),
+        "version 2 everywhere, g3 on lb2: {:?}\n{}",
+        documents(&lab, 1),
+        lab.logs()
+    );
+
+    // lb3 restarts from its node file alone: it runs its stored version 2 at once.
+    lab.kill(3);
+    let node3 = lab.dir.join("lb3.toml");
+    lab.start_files(3, &[node3.as_path()], &[]);
+    let back = poll(DEADLINE, || on_three(&lab, 2, digest2).then_some(()));
+    assert!(back.is_some(), "lb3 back on version 2:\n{}", lab.logs());
+    assert!(
+        lab.log_text(3).contains("(v2 "),
+        "lb3 started from its stored version 2:\n{}",
+        lab.log_text(3)
     );
 }

@@ -12,8 +12,8 @@ use lvs_control::pki::{self, Role};
 use lvs_control::quic::TlsFiles;
 use lvs_control::table;
 use lvs_proto::v1::{
-    control_reply::Reply, control_request::Request, ConnectionsRequest, DaemonsRequest,
-    DrainRequest, JoinRequest, ServicesRequest, StatusRequest,
+    control_reply::Reply, control_request::Request, ConfigApplyRequest, ConfigGetRequest,
+    ConnectionsRequest, DaemonsRequest, DrainRequest, JoinRequest, ServicesRequest, StatusRequest,
 };
 
 #[derive(Parser)]
@@ -107,6 +107,18 @@ enum Command {
     Drain,
     /// Undrain the called node: eligible for VIP groups again.
     Undrain,
+    /// The cluster document the called node runs.
+    #[command(subcommand)]
+    Config(Config),
+    /// Give a cluster document (the cluster part: [cluster], [sync], [[vip_group]],
+    /// [[service]]) to the called node: it validates it with its node part, applies
+    /// and stores it as the next version, and every peer fetches and applies it.
+    /// An invalid document is refused with its errors and changes nothing anywhere.
+    Apply {
+        /// The document; `-` reads standard input.
+        #[arg(short = 'f', long = "file", value_name = "FILE")]
+        file: PathBuf,
+    },
     /// The cluster CA and its certificates.
     #[command(subcommand)]
     Cert(Cert),
@@ -118,6 +130,13 @@ enum Command {
     },
     /// Print the man page (roff), generated from these definitions.
     Man,
+}
+
+#[derive(Subcommand)]
+enum Config {
+    /// Print it: a header line with its version, then its text, as stored in
+    /// `[node] cluster_store` (fit for `apply -f` after an edit).
+    Get,
 }
 
 #[derive(Subcommand)]
@@ -187,6 +206,8 @@ fn main() -> ExitCode {
         Command::Watch => watch(&call),
         Command::Drain => drain(&call, true),
         Command::Undrain => drain(&call, false),
+        Command::Config(Config::Get) => config_get(&call),
+        Command::Apply { file } => apply(&call, &file),
         Command::Cert(cert) => cert_command(cert),
         Command::Completions { shell } => {
             let mut out = Vec::new();
@@ -286,6 +307,33 @@ fn drain(call: &Call, drain: bool) -> anyhow::Result<String> {
     }
 }
 
+fn config_get(call: &Call) -> anyhow::Result<String> {
+    match send(call, Request::ConfigGet(ConfigGetRequest {}))? {
+        Reply::Config(doc) if call.json => json(&doc),
+        Reply::Config(doc) => Ok(format!(
+            "# lvs-mesh cluster document version {} (digest {:016x})\n{}",
+            doc.version, doc.digest, doc.text
+        )),
+        other => unexpected(&other),
+    }
+}
+
+fn apply(call: &Call, file: &Path) -> anyhow::Result<String> {
+    let text = if file == Path::new("-") {
+        std::io::read_to_string(std::io::stdin()).map_err(|e| anyhow::anyhow!("stdin: {e}"))?
+    } else {
+        std::fs::read_to_string(file).map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?
+    };
+    match send(call, Request::ConfigApply(ConfigApplyRequest { text }))? {
+        Reply::Applied(r) if call.json => json(&r),
+        Reply::Applied(r) => Ok(format!(
+            "applied as version {} (digest {:016x}); the peers fetch it\n",
+            r.version, r.digest
+        )),
+        other => unexpected(&other),
+    }
+}
+
 fn json(value: &impl serde::Serialize) -> anyhow::Result<String> {
     Ok(serde_json::to_string_pretty(value)? + "\n")
 }
@@ -356,7 +404,7 @@ mod tests {
         let bash = String::from_utf8(bash).unwrap();
         for command in [
             "status", "members", "vips", "services", "conns", "daemons", "watch", "join", "drain",
-            "cert",
+            "config", "apply", "cert",
         ] {
             assert!(man.contains(command), "man page lacks {command}");
             assert!(bash.contains(command), "completions lack {command}");

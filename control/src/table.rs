@@ -46,9 +46,11 @@ fn or_dash(s: &str) -> String {
 
 /// `lvs-cli members`: one row per member.
 pub fn members(status: &StatusReply) -> String {
-    let mut rows = vec![["NODE", "ADDRESS", "STATE", "SYNCID", "HOLDS", "CONFIG"]
-        .map(String::from)
-        .to_vec()];
+    let mut rows = vec![[
+        "NODE", "ADDRESS", "STATE", "SYNCID", "HOLDS", "DOCUMENT", "CONFIG",
+    ]
+    .map(String::from)
+    .to_vec()];
     for m in &status.members {
         rows.push(vec![
             format!("{}{}", m.node_id, if m.local { "*" } else { "" }),
@@ -56,10 +58,20 @@ pub fn members(status: &StatusReply) -> String {
             member_state(m),
             m.syncid.to_string(),
             or_dash(&m.holds.join(",")),
+            document(m),
             format!("{:016x}", m.config_digest),
         ]);
     }
     columns(&rows)
+}
+
+/// The cluster document a member runs: `v3`, or `files` (its config files' cluster part).
+fn document(m: &MemberStatus) -> String {
+    if m.config_version == 0 {
+        "files".to_owned()
+    } else {
+        format!("v{}", m.config_version)
+    }
 }
 
 fn member_state(m: &MemberStatus) -> String {
@@ -143,6 +155,25 @@ pub fn warnings(status: &StatusReply) -> Vec<String> {
         out.push(format!(
             "config skew: {peer} has another cluster config (no preemption until it matches)"
         ));
+    }
+    let newest = status
+        .members
+        .iter()
+        .filter(|m| m.live)
+        .map(|m| (m.config_version, m.document_digest))
+        .max();
+    if let Some(newest) = newest.filter(|n| n.0 > 0) {
+        for m in status.members.iter().filter(|m| m.live) {
+            if (m.config_version, m.document_digest) < newest {
+                out.push(format!(
+                    "document skew: {} runs {}, the newest is v{} (it fetches it over QUIC; \
+                     if this stays, its log says why)",
+                    m.node_id,
+                    document(m),
+                    newest.0
+                ));
+            }
+        }
     }
     out.extend(status.conflicts.iter().cloned());
     for m in status.members.iter().filter(|m| !m.live) {
@@ -428,8 +459,14 @@ mod tests {
         let status = StatusReply {
             node_id: "lb1".into(),
             members: vec![
-                member("lb1", true, &["g1"]),
-                member("lb2", true, &["g1"]),
+                MemberStatus {
+                    config_version: 3,
+                    ..member("lb1", true, &["g1"])
+                },
+                MemberStatus {
+                    config_version: 2,
+                    ..member("lb2", true, &["g1"])
+                },
                 member("lb3", false, &[]),
             ],
             groups: vec![GroupStatus {
@@ -451,16 +488,18 @@ mod tests {
             text,
             "cluster as lb1 sees it (config 0000000000000000)\n\n\
              MEMBERS\n\
-             NODE  ADDRESS         STATE  SYNCID  HOLDS  CONFIG\n\
-             lb1*  192.0.2.1:7946  alive  1       g1     0000000000000000\n\
-             lb2   192.0.2.2:7946  alive  2       g1     0000000000000000\n\
-             lb3   192.0.2.3:7946  down   3       -      0000000000000000\n\
+             NODE  ADDRESS         STATE  SYNCID  HOLDS  DOCUMENT  CONFIG\n\
+             lb1*  192.0.2.1:7946  alive  1       g1     v3        0000000000000000\n\
+             lb2   192.0.2.2:7946  alive  2       g1     v2        0000000000000000\n\
+             lb3   192.0.2.3:7946  down   3       -      files     0000000000000000\n\
              \nVIP GROUPS\n\
              GROUP  VRID  OWNER  HERE    PRIORITY  MASTER     SINCE     ADDRESSES\n\
              g1     51    lb1    MASTER  150       this node  07:44:12  198.51.100.1/24\n\
              \nWARNINGS\n\
              \x20 two holders: g1 on lb1 and lb2\n\
              \x20 config skew: lb2 has another cluster config (no preemption until it matches)\n\
+             \x20 document skew: lb2 runs v2, the newest is v3 (it fetches it over QUIC; if \
+             this stays, its log says why)\n\
              \x20 unreachable: lb3 (192.0.2.3:7946)\n"
         );
     }

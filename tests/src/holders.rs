@@ -370,15 +370,20 @@ impl Recorder {
     pub fn watch(&mut self, label: &str, ns: &str) {
         // `-ts`: ip stamps each message as it reads it from the kernel, so the reader
         // thread's own scheduling delay (milliseconds on a loaded machine, enough to
-        // invert two namespaces' events) does not count.
-        let mut child = Command::new("ip")
+        // invert two namespaces' events) does not count. ip itself runs at real-time
+        // priority (SCHED_FIFO 10): at normal priority, three busy agents on two cores
+        // delayed its read, and so its stamp, by 7.8 ms once (an apparent overlap at a
+        // hand-over whose agents' logs show the release first).
+        let mut child = Command::new("chrt")
             .env("TZ", "UTC")
-            .args(["netns", "exec", ns, "ip", "-ts", "-o", "monitor", "address"])
+            .args(["-f", "10", "ip", "netns", "exec", ns])
+            .args(["ip", "-ts", "-o", "monitor", "address"])
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
+            // A refused priority (chrt: "failed to set pid 0's policy") shows here.
+            .stderr(Stdio::inherit())
             .spawn()
-            .unwrap_or_else(|e| panic!("start ip monitor in {ns}: {e}"));
+            .unwrap_or_else(|e| panic!("start chrt -f 10 ip monitor in {ns}: {e}"));
         let stdout = child.stdout.take().expect("piped stdout");
         self.children.push(child);
         let (log, t0, t0_unix, label, iface) = (

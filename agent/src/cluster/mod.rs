@@ -35,8 +35,9 @@ use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use tracing::Instrument as _;
 
 use crate::config::{ClusterConfig, NodeConfig};
+use crate::document::{Offer, Stamp};
 use crate::health::Verdicts;
-use crate::membership::KeyRing;
+use crate::membership::{DocumentClaim, KeyRing};
 use crate::metrics::Metrics;
 use runtime::{Command, Runtime};
 
@@ -46,6 +47,7 @@ pub struct ClusterHandle {
     commands: mpsc::Sender<Command>,
     owns_any: watch::Receiver<bool>,
     events: broadcast::Sender<ClusterEvent>,
+    offers: watch::Receiver<Option<Offer>>,
 }
 
 /// Events a watcher may fall behind by before it loses some (and is told so).
@@ -61,23 +63,42 @@ pub struct Stopped;
 pub async fn start(
     node: NodeConfig,
     cluster: ClusterConfig,
+    document: Stamp,
     verdicts: watch::Receiver<Arc<Verdicts>>,
     metrics: Arc<Metrics>,
 ) -> anyhow::Result<ClusterHandle> {
     let (owns_tx, owns_any) = watch::channel(false);
+    let (offers_tx, offers) = watch::channel(None);
     let (events, _) = broadcast::channel(EVENT_BACKLOG);
     let span = tracing::info_span!("cluster", node = %node.id);
-    let (runtime, members, uplinks) =
-        Runtime::start(node, cluster, owns_tx, verdicts, metrics, events.clone())
-            .instrument(span.clone())
-            .await
-            .context("starting the cluster runtime")?;
+    let document = DocumentClaim {
+        stamp: document,
+        control_addr: node
+            .control_tls
+            .as_ref()
+            .map(|_| node.control_addr().to_string())
+            .unwrap_or_default(),
+    };
+    let (runtime, members, uplinks) = Runtime::start(
+        node,
+        cluster,
+        document,
+        offers_tx,
+        owns_tx,
+        verdicts,
+        metrics,
+        events.clone(),
+    )
+    .instrument(span.clone())
+    .await
+    .context("starting the cluster runtime")?;
     let (commands, commands_rx) = mpsc::channel(16);
     tokio::spawn(runtime.run(members, uplinks, commands_rx).instrument(span));
     Ok(ClusterHandle {
         commands,
         owns_any,
         events,
+        offers,
     })
 }
 
@@ -110,10 +131,16 @@ impl ClusterHandle {
         self.call(|reply| Command::Drain(drain, reply)).await
     }
 
-    /// Applies a new cluster config (groups, priorities, timers) and elects again.
-    pub async fn reload(&self, cluster: ClusterConfig) -> Result<(), Stopped> {
+    /// The newest cluster document a live peer runs, while newer than this node's.
+    pub fn offers(&self) -> watch::Receiver<Option<Offer>> {
+        self.offers.clone()
+    }
+
+    /// Applies a new cluster config (groups, priorities, timers), from the document
+    /// `stamp` (0: the config files), and elects again.
+    pub async fn reload(&self, cluster: ClusterConfig, stamp: Stamp) -> Result<(), Stopped> {
         self.commands
-            .send(Command::Reload(Box::new(cluster)))
+            .send(Command::Reload(Box::new(cluster), stamp))
             .await
             .map_err(|_| Stopped)
     }
@@ -154,10 +181,16 @@ impl ClusterHandle {
     }
 }
 
+/// Whether the node runs the cluster stage (gossip, VIP groups): with VIP groups, or
+/// with a `cluster_store` (it receives its groups in the cluster document).
+pub fn runs_cluster(node: &NodeConfig, cluster: &ClusterConfig) -> bool {
+    !cluster.vip_groups.is_empty() || node.cluster_store.is_some()
+}
+
 /// Checks a reloaded config against the running one before anything is applied: the
 /// node part may change only its key files (rotation) and `reconcile_interval`, and the
 /// cluster part may add no VIP interface or address family (sockets are opened at
-/// start) nor the first VIP group (the cluster stage starts at start). Returns the new
+/// start) nor the first VIP group of a node without `cluster_store` (its cluster stage did not start). Returns the new
 /// key ring when the key files changed; the error names every change that needs a
 /// restart, or the key file that cannot be used.
 pub fn check_reload(
@@ -194,8 +227,13 @@ pub fn check_reload(
         on.heartbeat_timeout == nn.heartbeat_timeout,
     );
     field("control_socket", on.control_socket == nn.control_socket);
-    if oc.vip_groups.is_empty() && !nc.vip_groups.is_empty() {
-        restart.push("the first vip_group (the cluster stage starts at start)".to_owned());
+    field("cluster_store", on.cluster_store == nn.cluster_store);
+    if !runs_cluster(on, oc) && runs_cluster(nn, nc) {
+        restart.push(
+            "the first vip_group (the cluster stage starts at start; with node.cluster_store \
+             it runs from the start)"
+                .to_owned(),
+        );
     }
     let opened = runtime::families(on, oc);
     for (interface, families) in runtime::families(nn, nc) {
@@ -212,7 +250,7 @@ pub fn check_reload(
             restart.join(", ")
         ));
     }
-    if on.cluster_key_files == nn.cluster_key_files || nc.vip_groups.is_empty() {
+    if on.cluster_key_files == nn.cluster_key_files || !runs_cluster(nn, nc) {
         return Ok(None);
     }
     runtime::keyring(nn)

@@ -274,6 +274,7 @@ mod tests {
             held: held.iter().map(|s| s.to_string()).collect(),
             drain: false,
             health: Default::default(),
+            document: Default::default(),
         })
     }
 
@@ -375,6 +376,7 @@ mod tests {
                 held: vec!["g1".into()],
                 drain: false,
                 health: Default::default(),
+                document: Default::default(),
             }],
         };
         assert!(r.apply(&snapshot, 50));

@@ -3,8 +3,9 @@
 //! VRRP packet, link change, heartbeat silence, command, timer) becomes inputs to the
 //! routers; `reconcile` runs the election and gives every router its `View`; the
 //! effects the routers return are performed here (addresses, announcements, adverts,
-//! hand-overs), and what this node claims (readiness, config digest, held groups) is
-//! published in its gossip metadata.
+//! hand-overs), and what this node claims (readiness, config digest, held groups,
+//! health, cluster document) is published on the heartbeat channel. A peer's newer
+//! cluster document is offered to the node loop, which fetches and applies it.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, SocketAddr};
@@ -27,9 +28,10 @@ use super::router::{Effect, Input, Router, Settings, View};
 use super::silence::Silences;
 use super::uplink::{Uplink, UplinkEvent};
 use crate::config::{ClusterConfig, NodeConfig, VipGroup};
+use crate::document::{self, Offer, Stamp};
 use crate::health::{view::HealthView, Health, Verdicts};
 use crate::membership::{
-    self, Claims, ClusterKey, Conflict, KeyRing, MembershipConfig, MembershipEvent,
+    self, Claims, ClusterKey, Conflict, DocumentClaim, KeyRing, MembershipConfig, MembershipEvent,
     MembershipHandle,
 };
 use crate::metrics::Metrics;
@@ -42,7 +44,8 @@ use crate::vrrp;
 pub(super) enum Command {
     Join(Vec<SocketAddr>, oneshot::Sender<()>),
     Status(oneshot::Sender<StatusReply>),
-    Reload(Box<ClusterConfig>),
+    /// A new cluster part, and the stamp of the document it comes from.
+    Reload(Box<ClusterConfig>, Stamp),
     /// A new cluster key ring (key rotation).
     SetKeys(KeyRing),
     /// Drain (true) or undrain this node; answers with the groups it still holds
@@ -135,6 +138,11 @@ pub(super) struct Runtime {
     health: Health,
     health_view: HealthView,
     verdicts: watch::Receiver<Arc<Verdicts>>,
+    /// The cluster document this node runs, published in its claims.
+    document: DocumentClaim,
+    /// The newest document a live peer runs, when newer than ours: the node loop
+    /// fetches and applies it.
+    offers: watch::Sender<Option<Offer>>,
 }
 
 /// The SWIM LAN preset with every timer scaled by `probe_period` / 1 s.
@@ -201,12 +209,20 @@ fn ms(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
-/// The address families (true = IPv6) of the groups on each VIP interface.
+/// The address families (true = IPv6) of the groups on each VIP interface. With a
+/// `cluster_store`, the node's own interface and family too: groups there can arrive in
+/// a cluster document without a restart.
 pub(super) fn families(
     node: &NodeConfig,
     cluster: &ClusterConfig,
 ) -> BTreeMap<String, BTreeSet<bool>> {
     let mut families: BTreeMap<String, BTreeSet<bool>> = BTreeMap::new();
+    if node.cluster_store.is_some() {
+        families
+            .entry(node.interface.clone())
+            .or_default()
+            .insert(node.address.is_ipv6());
+    }
     for g in &cluster.vip_groups {
         let v6 = g.addresses.first().is_some_and(|a| a.addr.is_ipv6());
         families
@@ -245,9 +261,12 @@ async fn open_uplinks(
 }
 
 impl Runtime {
+    #[allow(clippy::too_many_arguments)] // each is one channel or part of the state
     pub(super) async fn start(
         node: NodeConfig,
         cluster: ClusterConfig,
+        document: DocumentClaim,
+        offers: watch::Sender<Option<Offer>>,
         owns_any: watch::Sender<bool>,
         verdicts: watch::Receiver<Arc<Verdicts>>,
         metrics: Arc<Metrics>,
@@ -321,6 +340,8 @@ impl Runtime {
             health: Health::new(initial_verdicts),
             health_view: HealthView::default(),
             verdicts,
+            document,
+            offers,
         };
         runtime.health_view = HealthView::of(&runtime.cluster, &runtime.health);
         runtime.remove_stale_vips().await;
@@ -451,7 +472,10 @@ impl Runtime {
                     Some(Command::Status(reply)) => {
                         let _ = reply.send(self.status().await);
                     }
-                    Some(Command::Reload(cluster)) => self.reload(*cluster).await,
+                    Some(Command::Reload(cluster, stamp)) => {
+                        self.document.stamp = stamp;
+                        self.reload(*cluster).await;
+                    }
                     Some(Command::SetKeys(keys)) => {
                         if self.membership.set_keys(keys).await.is_err() {
                             warn!("keys: the membership task has stopped");
@@ -484,7 +508,30 @@ impl Runtime {
             self.reopen_uplinks().await;
             self.reconcile().await;
             self.send_due_adverts().await;
+            self.offer_newer_document();
         }
+    }
+
+    /// Tells the node loop of the newest document a live peer runs, when it is newer
+    /// than this node's.
+    fn offer_newer_document(&self) {
+        let offer = document::newest(
+            self.document.stamp,
+            self.roster.live_claims().map(|(id, c)| {
+                (
+                    id.as_str(),
+                    c.document.stamp,
+                    c.document.control_addr.as_str(),
+                )
+            }),
+        );
+        self.offers.send_if_modified(|now| {
+            let changed = *now != offer;
+            if changed {
+                now.clone_from(&offer);
+            }
+            changed
+        });
     }
 
     fn next_wake(&self) -> Instant {
@@ -957,7 +1004,9 @@ impl Runtime {
         }
         let settling = now < self.settle_at_ms;
         let links_up = self.uplinks.values().all(|u| u.up);
+        // A node without groups (waiting for the cluster document) is never handed one.
         let ready = !settling
+            && !self.cluster.vip_groups.is_empty()
             && self.catch_up_at_ms.is_some_and(|at| now >= at)
             && links_up
             && self.stand_back.is_none();
@@ -1068,12 +1117,16 @@ impl Runtime {
         current
     }
 
-    /// Logs live peers whose cluster config differs, once per change.
+    /// Logs live peers whose cluster config differs, once per change. A peer that is not
+    /// ready and holds nothing (one waiting for the cluster document) is in no election
+    /// and contends for nothing: it counts once it is ready, in the same reconcile that
+    /// first elects it.
     fn note_differing(&mut self) {
         let differing: BTreeSet<String> = self
             .roster
             .live_claims()
             .filter(|(_, c)| c.config_digest != 0 && c.config_digest != self.digest)
+            .filter(|(_, c)| c.ready || !c.held.is_empty())
             .map(|(id, _)| id.clone())
             .collect();
         for peer in differing.difference(&self.differing) {
@@ -1092,6 +1145,7 @@ impl Runtime {
             config_digest: self.digest,
             held: self.held.keys().cloned().collect(),
             health: self.health_view.clone(),
+            document: self.document.clone(),
         };
         if claims != self.claims {
             if self.membership.set_claims(claims.clone()).await.is_err() {

@@ -3,7 +3,7 @@
 //! it, then deserialized with key paths on errors.
 
 use super::error::{ConfigError, ConfigErrors, Location};
-use super::model::{ClusterConfig, Config, ConfigFile};
+use super::model::{ClusterConfig, Config, ConfigFile, NodeConfig};
 use super::validate::validate;
 use figment::error::Kind;
 use figment::providers::Env;
@@ -53,6 +53,37 @@ pub fn load_all<P: AsRef<Path>>(paths: &[P]) -> Result<Config, ConfigErrors> {
         }
     }
     build_table(merged, true).map_err(name_env_sources)
+}
+
+/// Parses a cluster document (`lvs-cli apply`, or fetched from a peer) and validates it
+/// with this node's node part, as `check-config` does the two files. A document holds
+/// the cluster part only.
+pub fn parse_document(text: &str, node: &NodeConfig) -> Result<ClusterConfig, ConfigErrors> {
+    let table: Dict = toml::from_str(text).map_err(|e| syntax_error(text, &e))?;
+    if table.contains_key("node") {
+        return Err(ConfigError::at(
+            "node",
+            "not in a cluster document: it holds the cluster part only, [node] stays in \
+             each node's own file",
+        )
+        .into());
+    }
+    let Some(cluster) = build_table(table, false)?.cluster else {
+        return Err(ConfigError::at(
+            "cluster",
+            "missing: a cluster document needs [cluster] name",
+        )
+        .into());
+    };
+    let whole = Config {
+        node: Some(node.clone()),
+        cluster: Some(cluster),
+    };
+    let errors = validate(&whole);
+    match whole.cluster {
+        Some(cluster) if errors.is_empty() => Ok(cluster),
+        _ => Err(ConfigErrors(errors)),
+    }
 }
 
 fn from_toml(text: &str, with_env: bool) -> Result<Config, ConfigErrors> {

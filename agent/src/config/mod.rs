@@ -13,7 +13,7 @@ mod types;
 mod validate;
 
 pub use error::{ConfigError, ConfigErrors, Location};
-pub use load::{load, load_all, parse, ENV_PREFIX};
+pub use load::{load, load_all, parse, parse_document, ENV_PREFIX};
 pub use model::{
     Authentication, Check, ClusterConfig, Config, ControlTls, NodeConfig, RealServer, Service,
     SorryServer, SyncConfig, UrlCheck, VipGroup, VrrpObey, DEFAULT_CONTROL_PORT,

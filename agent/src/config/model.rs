@@ -11,8 +11,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 /// One loaded and validated config file: this director's `[node]` part, the cluster
-/// part, or both. (The roadmap spreads the cluster part by gossip, so a joining node
-/// will need only its node part.)
+/// part, or both. A node with `cluster_store` may start with its node part alone and
+/// receive the cluster part from its peers (`crate::document`).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Config {
     pub node: Option<NodeConfig>,
@@ -89,6 +89,11 @@ pub struct NodeConfig {
     /// Root-only Unix socket for local commands (`lvs-agent join`, `lvs-agent status`).
     #[serde(default = "default_control_socket")]
     pub control_socket: PathBuf,
+    /// Where this node keeps the cluster document applied with `lvs-cli apply` (or
+    /// fetched from a peer that runs a newer one). Once it exists it is the node's
+    /// cluster part, whatever the config files say; unset: `apply` is refused and the
+    /// cluster part comes from the config files only.
+    pub cluster_store: Option<PathBuf>,
 }
 
 /// `[node] control_tls`: PEM files.
@@ -131,8 +136,10 @@ impl NodeConfig {
     }
 }
 
-/// The cluster-wide part: `[cluster]`, `[sync]`, `[[vip_group]]`, `[[service]]`.
-#[derive(Debug, Clone, PartialEq)]
+/// The cluster-wide part: `[cluster]`, `[sync]`, `[[vip_group]]`, `[[service]]`. The
+/// default (no groups, no services) is what a node runs while it waits for the cluster
+/// document.
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct ClusterConfig {
     pub name: String,
     /// Whose VRRP adverts the groups obey, unless a group says otherwise.

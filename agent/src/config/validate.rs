@@ -128,6 +128,20 @@ fn check_node(r: &mut Report, node: &NodeConfig) {
     if node.control_socket.as_os_str().is_empty() {
         r.err("node.control_socket", "empty path");
     }
+    if node
+        .cluster_store
+        .as_ref()
+        .is_some_and(|p| p.as_os_str().is_empty())
+    {
+        r.err("node.cluster_store", "empty path");
+    }
+    if node.cluster_store.is_some() && node.cluster_key_files.is_empty() {
+        r.err(
+            "node.cluster_key_files",
+            "at least one cluster key is needed: node.cluster_store is set, so the node \
+             joins the cluster's gossip to receive the cluster document",
+        );
+    }
     if let Some(tls) = &node.control_tls {
         for (key, path) in [("ca", &tls.ca), ("cert", &tls.cert), ("key", &tls.key)] {
             if path.as_os_str().is_empty() {

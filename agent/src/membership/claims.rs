@@ -1,5 +1,5 @@
 //! This node's claims for the VIP group election (`GossipClaims`: ready, drain, config
-//! digest, held groups) and the newest heard from each peer.
+//! digest, held groups, health, cluster document) and the newest heard from each peer.
 //!
 //! State-based replication on the heartbeat channel: a node sends its whole claims to
 //! every live member when they change and again every `interval` (the gossip probe
@@ -11,10 +11,11 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use lvs_proto::v1::{GossipClaims, GossipHealth};
+use lvs_proto::v1::{GossipClaims, GossipDocument, GossipHealth};
 use tokio::time::Instant;
 
-use super::{events::PeerClaims, Claims};
+use super::{events::PeerClaims, Claims, DocumentClaim};
+use crate::document::Stamp;
 use crate::health::view::HealthView;
 
 #[derive(Debug)]
@@ -47,18 +48,25 @@ impl ClaimsState {
             services_digest: claims.health.services_digest,
             down: claims.health.down.clone(),
         };
+        let document = GossipDocument {
+            version: claims.document.stamp.version,
+            digest: claims.document.stamp.digest,
+            control_addr: claims.document.control_addr.clone(),
+        };
         if (
             own.ready,
             own.drain,
             own.config_digest,
             &own.held,
             &own.health,
+            &own.document,
         ) == (
             claims.ready,
             claims.drain,
             claims.config_digest,
             &claims.held,
             &Some(health.clone()),
+            &Some(document.clone()),
         ) {
             return;
         }
@@ -67,6 +75,7 @@ impl ClaimsState {
         own.config_digest = claims.config_digest;
         own.held.clone_from(&claims.held);
         own.health = Some(health);
+        own.document = Some(document);
         own.sequence += 1;
         self.next_send = now;
     }
@@ -124,6 +133,16 @@ impl ClaimsState {
                     down: h.down,
                 })
                 .unwrap_or_default(),
+            document: m
+                .document
+                .map(|d| DocumentClaim {
+                    stamp: Stamp {
+                        version: d.version,
+                        digest: d.digest,
+                    },
+                    control_addr: d.control_addr,
+                })
+                .unwrap_or_default(),
         };
         match self.heard.get_mut(&claims.node_id) {
             Some((newest, _)) if stamp <= *newest => None,
@@ -157,6 +176,7 @@ mod tests {
             held: held.iter().map(|s| s.to_string()).collect(),
             drain: false,
             health: HealthView::default(),
+            document: DocumentClaim::default(),
         }
     }
 
@@ -231,6 +251,7 @@ mod tests {
                 held: vec![],
                 drain: false,
                 health: None,
+                document: None,
             };
             let mut last = None;
             for seq in order.iter().copied() {

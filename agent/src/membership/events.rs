@@ -143,6 +143,8 @@ pub struct PeerClaims {
     pub drain: bool,
     /// Its health verdicts.
     pub health: crate::health::view::HealthView,
+    /// The cluster document it runs.
+    pub document: super::DocumentClaim,
 }
 
 /// foca's live (alive or suspect) members, keyed like foca keys them.

@@ -128,6 +128,16 @@ pub struct Claims {
     pub drain: bool,
     /// Its health verdicts, for status.
     pub health: HealthView,
+    /// The cluster document it runs, and where peers fetch it.
+    pub document: DocumentClaim,
+}
+
+/// A node's cluster document in its claims (`GossipDocument`).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct DocumentClaim {
+    pub stamp: crate::document::Stamp,
+    /// Its QUIC control API, `ip:port`; empty without `control_tls`.
+    pub control_addr: String,
 }
 
 /// Everything one membership instance needs.

@@ -131,6 +131,12 @@ impl Lab {
 
     /// [`Lab::start`] with more `lvs-agent run` arguments (e.g. `--log-format json`).
     pub fn start_with(&mut self, i: usize, node: &Path, cluster: &Path, extra: &[&str]) {
+        self.start_files(i, &[node, cluster], extra);
+    }
+
+    /// `lvs-agent run -c FILE...` and `extra` in node `i`'s namespace (a node file
+    /// alone: the node receives the cluster document).
+    pub fn start_files(&mut self, i: usize, files: &[&Path], extra: &[&str]) {
         let log = fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -143,11 +149,8 @@ impl Lab {
                 &self.ns(i),
                 env!("CARGO_BIN_EXE_lvs-agent"),
                 "run",
-                "-c",
             ])
-            .arg(node)
-            .arg("-c")
-            .arg(cluster)
+            .args(files.iter().flat_map(|f| [Path::new("-c"), f]))
             .args(extra)
             .env("RUST_LOG", "info,lvs_agent::cluster=debug")
             .stdin(Stdio::null())

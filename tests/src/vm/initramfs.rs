@@ -39,6 +39,8 @@ const SYSTEM_BINARIES: &[(&str, &[&str], bool)] = &[
         true,
     ),
     ("usr/sbin/nft", &["/usr/sbin/nft"], false),
+    // The fault recorder runs `ip monitor` at real-time priority (holders.rs).
+    ("usr/bin/chrt", &["/usr/bin/chrt", "/bin/chrt"], true),
 ];
 
 const PROFILE: &str = "export PATH=/sbin:/usr/sbin:/bin:/usr/bin:/lvs/bin

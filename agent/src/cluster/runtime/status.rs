@@ -15,13 +15,14 @@ impl Runtime {
                 .map(|m| {
                     // `holds`: what the node itself claims (its gossip), so two
                     // holders show.
-                    let (ready, drain, config_digest, holds) = if m.local {
+                    let (ready, drain, config_digest, holds, document) = if m.local {
                         let holds = self.held.keys().cloned().collect();
                         (
                             self.ready_since_ms.is_some(),
                             self.drained,
                             self.digest,
                             holds,
+                            self.document.stamp,
                         )
                     } else {
                         let claims = self
@@ -34,6 +35,7 @@ impl Runtime {
                             self.roster.says_drained(&m.node_id),
                             claims.map_or(0, |c| c.config_digest),
                             claims.map_or_else(Vec::new, |c| c.held.clone()),
+                            claims.map_or_else(Default::default, |c| c.document.stamp),
                         )
                     };
                     MemberStatus {
@@ -46,6 +48,8 @@ impl Runtime {
                         local: m.local,
                         ready,
                         config_digest,
+                        config_version: document.version,
+                        document_digest: document.digest,
                     }
                 })
                 .collect(),
