@@ -34,6 +34,7 @@ const CONTROL_REPLIES: &[&str] = &[
     "ClusterEvent",
     "ClusterDocument",
     "ConfigApplyReply",
+    "MoveReply",
 ];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {

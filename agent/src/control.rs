@@ -13,12 +13,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
+use lvs_control::client::{self, Target};
 use lvs_control::quic::{Identity, TlsFiles};
 use lvs_control::{frame, unix};
 use lvs_proto::v1::{
     control_reply::Reply, control_request::Request, ClusterDocument, ClusterEvent,
-    ConfigApplyReply, ControlReply, ControlRequest, DrainReply, DrainRequest, JoinReply,
-    StatusReply,
+    ConfigApplyReply, ControlReply, ControlRequest, DrainReply, DrainRequest, JoinReply, MoveReply,
+    MoveRequest, StatusReply,
 };
 use prost::Message as _;
 use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _};
@@ -98,6 +99,8 @@ pub struct Api {
     node_id: String,
     cluster: Option<ClusterHandle>,
     documents: mpsc::Sender<DocumentCall>,
+    /// This node's certificate, to call peers (a forwarded move or drain).
+    tls: Option<TlsFiles>,
 }
 
 impl Api {
@@ -110,7 +113,51 @@ impl Api {
             node_id: node.id.to_string(),
             cluster,
             documents,
+            tls: node.control_tls.as_ref().map(|t| TlsFiles {
+                ca: t.ca.clone(),
+                cert: t.cert.clone(),
+                key: t.key.clone(),
+            }),
         }
+    }
+
+    /// Whether `node` names this node (empty: the called node).
+    fn is_me(&self, node: &str) -> bool {
+        node.is_empty() || node == self.node_id
+    }
+
+    /// Sends `request` to member `node`'s QUIC control API with this node's certificate
+    /// and returns its reply; an error reply says why it could not.
+    async fn forward(&self, node: &str, request: Request) -> Reply {
+        let cluster = match self.cluster() {
+            Ok(c) => c,
+            Err(reply) => return reply,
+        };
+        let Some(tls) = &self.tls else {
+            return Reply::Error(format!(
+                "{} has no node.control_tls, so it cannot call {node}: run the command on {node}, or call {node} with --node",
+                self.node_id
+            ));
+        };
+        let members = match cluster.status().await {
+            Ok(status) => status.members,
+            Err(e) => return Reply::Error(e.to_string()),
+        };
+        let Some(member) = members.iter().find(|m| m.node_id == node && m.live) else {
+            return Reply::Error(format!("{node} is not a live member of the cluster"));
+        };
+        let Ok(addr) = member.control_addr.parse::<SocketAddr>() else {
+            return Reply::Error(format!(
+                "{node} serves no QUIC control API (no control_tls): run the command on {node}"
+            ));
+        };
+        let target = Target::Quic {
+            addr,
+            tls: tls.clone(),
+        };
+        client::call(&target, request, FORWARD_WAIT)
+            .await
+            .unwrap_or_else(|e| Reply::Error(format!("{e:#}")))
     }
 
     /// Asks the node loop; its answer, or an error reply once it has stopped.
@@ -288,6 +335,41 @@ async fn request(stream: &mut (impl AsyncRead + Unpin), api: &Api) -> Answer {
 const JOIN_WAIT: Duration = Duration::from_secs(5);
 const JOIN_POLL: Duration = Duration::from_millis(100);
 
+/// How long a forwarded call, and a move, may take: a hand-over is a few netlink calls
+/// and two datagrams; 5 s leaves room for a loaded node.
+const FORWARD_WAIT: Duration = Duration::from_secs(5);
+
+/// Waits until this node holds the moved `group` (its holder hands it over at its next
+/// election), at most `FORWARD_WAIT`.
+async fn moved(cluster: &ClusterHandle, me: &str, group: String) -> Reply {
+    let deadline = Instant::now() + FORWARD_WAIT;
+    loop {
+        let held = cluster.status().await.ok().and_then(|s| {
+            s.groups
+                .iter()
+                .find(|g| g.name == group)
+                .map(|g| (g.held, g.owner.clone()))
+        });
+        match held {
+            Some((true, _)) => {
+                return Reply::Moved(MoveReply {
+                    group,
+                    holder: me.to_owned(),
+                })
+            }
+            Some((false, owner)) if Instant::now() >= deadline => {
+                return Reply::Error(format!(
+                    "{group} is pinned to {me} but not held there after {} s (elected owner: {}); see {me}'s log",
+                    FORWARD_WAIT.as_secs(),
+                    if owner.is_empty() { "-" } else { &owner }
+                ))
+            }
+            None => return Reply::Error(format!("no VIP group {group:?}")),
+            _ => tokio::time::sleep(JOIN_POLL).await,
+        }
+    }
+}
+
 /// Waits until every contacted peer is a live member, or `JOIN_WAIT`; says which are.
 async fn joined(cluster: &ClusterHandle, addrs: &[SocketAddr]) -> JoinReply {
     let deadline = Instant::now() + JOIN_WAIT;
@@ -331,11 +413,41 @@ async fn answer(request: Request, api: &Api) -> Reply {
                 Err(e) => Reply::Error(format!("join: {e:#}")),
             },
         },
-        Request::Drain(DrainRequest { drain }) => match api.cluster() {
+        Request::Drain(DrainRequest { drain, node }) if !api.is_me(&node) => {
+            info!(%node, drain, "drain forwarded");
+            api.forward(
+                &node,
+                Request::Drain(DrainRequest {
+                    drain,
+                    node: node.clone(),
+                }),
+            )
+            .await
+        }
+        Request::Drain(DrainRequest { drain, .. }) => match api.cluster() {
             Err(reply) => reply,
             Ok(cluster) => match cluster.drain(drain).await {
                 Ok(held) => Reply::Drain(DrainReply { held }),
                 Err(e) => Reply::Error(e.to_string()),
+            },
+        },
+        Request::MoveGroup(MoveRequest { group, node }) if !api.is_me(&node) => {
+            info!(%group, %node, "move forwarded");
+            api.forward(
+                &node,
+                Request::MoveGroup(MoveRequest {
+                    group,
+                    node: node.clone(),
+                }),
+            )
+            .await
+        }
+        Request::MoveGroup(MoveRequest { group, .. }) => match api.cluster() {
+            Err(reply) => reply,
+            Ok(cluster) => match cluster.pin(&group).await {
+                Err(e) => Reply::Error(e.to_string()),
+                Ok(Err(e)) => Reply::Error(e),
+                Ok(Ok(())) => moved(cluster, &api.node_id, group).await,
             },
         },
         Request::Status(_) => match &api.cluster {

@@ -84,10 +84,20 @@ fn main() -> ExitCode {
         Command::CheckConfig { files } => check_config(&files),
         Command::Run { config, log_format } => run(config, log_format),
         Command::Join { socket, peers } => control(&socket, Request::Join(JoinRequest { peers })),
-        Command::Drain { socket } => control(&socket, Request::Drain(DrainRequest { drain: true })),
-        Command::Undrain { socket } => {
-            control(&socket, Request::Drain(DrainRequest { drain: false }))
-        }
+        Command::Drain { socket } => control(
+            &socket,
+            Request::Drain(DrainRequest {
+                drain: true,
+                node: String::new(),
+            }),
+        ),
+        Command::Undrain { socket } => control(
+            &socket,
+            Request::Drain(DrainRequest {
+                drain: false,
+                node: String::new(),
+            }),
+        ),
         Command::Status { socket } => control(&socket, Request::Status(StatusRequest {})),
         Command::Keygen { output } => keygen(output.as_deref()),
     }

@@ -13,7 +13,10 @@
 //! - a group whose owner is no longer eligible goes at once to the best-ranked candidate;
 //! - stickiness: an eligible owner keeps its group, except that with `preempt` the
 //!   best-ranked candidate takes it once it has been eligible for `preempt_delay`
-//!   (it waits for the best one rather than moving twice); without `preempt` never.
+//!   (it waits for the best one rather than moving twice); without `preempt` never;
+//! - a group an eligible member pins (the operator moved it there, `lvs-cli move`) is
+//!   that member's at once, over ranks and stickiness; among several pins of one group
+//!   the highest stamp wins, then the higher id.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
@@ -26,6 +29,8 @@ pub struct Member {
     pub drained: bool,
     /// Since when (caller's clock, milliseconds) this member has been alive and undrained.
     pub eligible_since_ms: u64,
+    /// Groups pinned to this member, with the pin's stamp.
+    pub pins: BTreeMap<String, u64>,
 }
 
 /// One VIP group's election settings.
@@ -78,12 +83,24 @@ pub fn elect(
         entry.0 |= member.drained;
         entry.1 = entry.1.max(member.eligible_since_ms);
     }
+    // Each group's winning pin: (stamp, id), highest first.
+    let mut pinned: BTreeMap<&str, (u64, &str)> = BTreeMap::new();
     let all_drained = seen.values().all(|(drained, _)| *drained);
     let eligible: BTreeMap<&str, u64> = seen
         .into_iter()
         .filter(|(_, (drained, _))| all_drained || !drained)
         .map(|(id, (_, since))| (id, since))
         .collect();
+    for member in members
+        .iter()
+        .filter(|m| eligible.contains_key(m.id.as_str()))
+    {
+        for (group, &stamp) in &member.pins {
+            let pin = (stamp, member.id.as_str());
+            let best = pinned.entry(group.as_str()).or_insert(pin);
+            *best = (*best).max(pin);
+        }
+    }
 
     let mut recheck_at_ms: Option<u64> = None;
     let owners = groups
@@ -93,7 +110,10 @@ pub fn elect(
                 .get(&group.name)
                 .map(String::as_str)
                 .filter(|owner| eligible.contains_key(owner));
-            let (elected, recheck) = elect_one(group, &eligible, owner, !all_drained, now_ms);
+            let (elected, recheck) = match pinned.get(group.name.as_str()) {
+                Some(&(_, id)) => (Some(id), None),
+                None => elect_one(group, &eligible, owner, !all_drained, now_ms),
+            };
             if let Some(at) = recheck {
                 recheck_at_ms = Some(recheck_at_ms.map_or(at, |t| t.min(at)));
             }

@@ -93,6 +93,7 @@ fn expected(nodes: &[usize]) -> Vec<BTreeSet<IpAddr>> {
             id: format!("lb{i}"),
             drained: false,
             eligible_since_ms: 0,
+            pins: Default::default(),
         })
         .collect();
     let specs: Vec<GroupSpec> = (1..=GROUPS)

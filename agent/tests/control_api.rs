@@ -324,6 +324,43 @@ fn every_node_reports_the_same_cluster_over_quic_and_strangers_are_refused() {
     watch.wait_for("lb1 released g1");
     ok(&call(&lab, 2, 1, &tls, &["undrain"]), "undrain lb1");
     watch.wait_for("lb1 acquired g1");
+
+    // Called on lb3, a drain of lb1 is forwarded to lb1 over QUIC (lb3's node
+    // certificate), and so is a move of g2 to lb1.
+    ok(
+        &call(&lab, 2, 3, &tls, &["drain", "lb1"]),
+        "drain lb1 through lb3",
+    );
+    watch.wait_for("lb1 released g1");
+    ok(
+        &call(&lab, 2, 3, &tls, &["undrain", "lb1"]),
+        "undrain lb1 through lb3",
+    );
+    watch.wait_for("lb1 acquired g1");
+    let out = ok(
+        &call(&lab, 2, 3, &tls, &["move", "g2", "lb1"]),
+        "move g2 to lb1",
+    );
+    assert_eq!(out, "g2 held by lb1\n");
+    watch.wait_for("lb1 acquired g2");
+    assert!(
+        !lab.addrs_in(2, "198.51.100.")
+            .contains(&"198.51.100.12".parse().unwrap()),
+        "lb2 gave g2 up"
+    );
+    // Moved back: lb2's later pin wins, lb1 drops its own.
+    let out = ok(
+        &call(&lab, 3, 1, &tls, &["move", "g2", "lb2"]),
+        "move g2 back",
+    );
+    assert_eq!(out, "g2 held by lb2\n");
+    watch.wait_for("lb1 released g2");
+    let out = call(&lab, 3, 1, &tls, &["move", "g1", "lb9"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("lb9 is not a live member of the cluster"),
+        "a move to an unknown node: {err}"
+    );
 }
 
 /// `lvs-cli watch` of lb1, run in lb2's namespace, its lines read by a thread.

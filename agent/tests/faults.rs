@@ -951,6 +951,67 @@ fn drain_and_undrain_move_cleanly_and_the_last_nodes_keep_serving() {
     assert_clean_moves(&figures, &context(&figures, &c.lab.logs()));
 }
 
+/// `lvs-cli ARGS` on node `i`'s control socket, inside its namespace.
+fn lvs_cli(c: &Cluster, i: usize, args: &[&str]) -> std::process::Output {
+    let cli = std::path::Path::new(env!("CARGO_BIN_EXE_lvs-agent")).with_file_name("lvs-cli");
+    assert!(
+        cli.exists(),
+        "{} is missing: build the workspace's binaries (`cargo build --workspace --bins`)",
+        cli.display()
+    );
+    let socket = c.lab.socket(i);
+    std::process::Command::new("ip")
+        .args(["netns", "exec", &c.lab.ns(i)])
+        .arg(cli)
+        .args(["--socket", socket.to_str().expect("utf-8")])
+        .args(args)
+        .output()
+        .expect("run lvs-cli")
+}
+
+#[test]
+fn move_hands_one_group_over_cleanly_and_it_stays() {
+    let mut c = Cluster::new("mv", 3, "", groups());
+    c.start_all();
+    let all = [1, 2, 3];
+    let layout = c.settle(&all, Some(3), "before the move");
+    let (name, vip) = (c.groups[2].name, c.groups[2].vip());
+    let owner = layout[&vip];
+    let target = all.into_iter().find(|&j| j != owner).expect("another node");
+    let rec = c.recorder();
+    let from = rec.now();
+    let out = lvs_cli(&c, target, &["move", name, &label(target)]);
+    assert!(
+        out.status.success(),
+        "lvs-cli move {name} lb{target}: {out:?}\n{}",
+        c.lab.logs()
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        format!("{name} held by lb{target}\n")
+    );
+    let after = c.settle(&all, Some(3), "after the move");
+    assert_eq!(after[&vip], target, "{name} on lb{target}: {after:?}");
+    for (other, holder) in &layout {
+        if *other != vip {
+            assert_eq!(after[other], *holder, "only {name} moved: {after:?}");
+        }
+    }
+    // It stays there: four advert intervals later nothing moved back.
+    std::thread::sleep(Duration::from_secs(4));
+    assert_eq!(c.settle(&all, Some(3), "a while after the move"), after);
+    let figures = measure(&rec, &c.vips(), None, from, rec.now());
+    report("agent", "move", &figures, "");
+    assert_clean_moves(&figures, &context(&figures, &c.lab.logs()));
+
+    let out = lvs_cli(&c, target, &["move", "nope", &label(target)]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("no VIP group \"nope\" (groups: s1, s2, f1, f2)"),
+        "an unknown group: {err}"
+    );
+}
+
 #[test]
 fn sigterm_of_an_owner_moves_cleanly() {
     let mut c = Cluster::new("st", 3, "", groups());

@@ -13,7 +13,8 @@ use lvs_control::quic::TlsFiles;
 use lvs_control::table;
 use lvs_proto::v1::{
     control_reply::Reply, control_request::Request, ConfigApplyRequest, ConfigGetRequest,
-    ConnectionsRequest, DaemonsRequest, DrainRequest, JoinRequest, ServicesRequest, StatusRequest,
+    ConnectionsRequest, DaemonsRequest, DrainRequest, JoinRequest, MoveRequest, ServicesRequest,
+    StatusRequest,
 };
 
 #[derive(Parser)]
@@ -102,11 +103,27 @@ enum Command {
         #[arg(required = true, value_name = "PEER")]
         peers: Vec<String>,
     },
-    /// Drain the called node: it hands every VIP group it holds to a ready undrained
-    /// node (make-before-break) and takes none while drained.
-    Drain,
-    /// Undrain the called node: eligible for VIP groups again.
-    Undrain,
+    /// Drain a node (default: the called one): it hands every VIP group it holds to a
+    /// ready undrained node by planned hand-overs and takes none while drained. Another
+    /// node is called by the called agent over QUIC.
+    Drain {
+        #[arg(value_name = "NODE")]
+        target: Option<String>,
+    },
+    /// Undrain a node (default: the called one): eligible for VIP groups again.
+    Undrain {
+        #[arg(value_name = "NODE")]
+        target: Option<String>,
+    },
+    /// Move a VIP group to a node now, by a planned hand-over; the node keeps it (over
+    /// priorities) while it runs, until the group is moved again. Waits until the node
+    /// holds it (at most 5 s).
+    Move {
+        #[arg(value_name = "GROUP")]
+        group: String,
+        #[arg(value_name = "NODE")]
+        to: String,
+    },
     /// The cluster document the called node runs.
     #[command(subcommand)]
     Config(Config),
@@ -204,8 +221,9 @@ fn main() -> ExitCode {
             })
         }
         Command::Watch => watch(&call),
-        Command::Drain => drain(&call, true),
-        Command::Undrain => drain(&call, false),
+        Command::Drain { target } => drain(&call, true, target),
+        Command::Undrain { target } => drain(&call, false, target),
+        Command::Move { group, to } => move_group(&call, group, to),
         Command::Config(Config::Get) => config_get(&call),
         Command::Apply { file } => apply(&call, &file),
         Command::Cert(cert) => cert_command(cert),
@@ -298,11 +316,20 @@ fn watch(call: &Call) -> anyhow::Result<String> {
     Ok(String::new())
 }
 
-fn drain(call: &Call, drain: bool) -> anyhow::Result<String> {
-    match send(call, Request::Drain(DrainRequest { drain }))? {
+fn drain(call: &Call, drain: bool, node: Option<String>) -> anyhow::Result<String> {
+    let node = node.unwrap_or_default();
+    match send(call, Request::Drain(DrainRequest { drain, node }))? {
         Reply::Drain(reply) if call.json => json(&reply),
         Reply::Drain(reply) if reply.held.is_empty() => Ok("holds no VIP group\n".into()),
         Reply::Drain(reply) => Ok(format!("holds {}\n", reply.held.join(" "))),
+        other => unexpected(&other),
+    }
+}
+
+fn move_group(call: &Call, group: String, node: String) -> anyhow::Result<String> {
+    match send(call, Request::MoveGroup(MoveRequest { group, node }))? {
+        Reply::Moved(r) if call.json => json(&r),
+        Reply::Moved(r) => Ok(format!("{} held by {}\n", r.group, r.holder)),
         other => unexpected(&other),
     }
 }
@@ -388,6 +415,17 @@ mod tests {
     }
 
     #[test]
+    fn node_arguments_do_not_clash_with_the_global_node_option() {
+        let cli = Cli::try_parse_from(["lvs-cli", "--node", "192.0.2.1:7947", "drain", "lb2"])
+            .expect("drain NODE with --node");
+        assert!(matches!(cli.command, Command::Drain { target: Some(t) } if t == "lb2"));
+        assert_eq!(cli.call.node, Some("192.0.2.1:7947".parse().unwrap()));
+        let cli = Cli::try_parse_from(["lvs-cli", "move", "g1", "lb3", "--node", "192.0.2.1:7947"])
+            .expect("move GROUP NODE with --node");
+        assert!(matches!(cli.command, Command::Move { group, to } if group == "g1" && to == "lb3"));
+    }
+
+    #[test]
     fn the_man_page_and_completions_cover_every_command() {
         let mut man = Vec::new();
         clap_mangen::Man::new(Cli::command())
@@ -404,7 +442,7 @@ mod tests {
         let bash = String::from_utf8(bash).unwrap();
         for command in [
             "status", "members", "vips", "services", "conns", "daemons", "watch", "join", "drain",
-            "config", "apply", "cert",
+            "config", "apply", "move", "cert",
         ] {
             assert!(man.contains(command), "man page lacks {command}");
             assert!(bash.contains(command), "completions lack {command}");

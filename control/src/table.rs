@@ -316,6 +316,7 @@ pub fn event(e: &ClusterEvent) -> String {
         "real_server_down" => format!("{} real server {} down", e.group, e.node),
         "real_server_up" => format!("{} real server {} up", e.group, e.node),
         "lagged" => format!("{} events lost (read too slowly)", e.count),
+        "document" => format!("{} runs cluster document {}", e.node, e.group),
         other => format!("{other} {} {}", e.group, e.node),
     };
     format!("{}.{:03} {what}\n", clock(e.unix_ms), e.unix_ms % 1000)

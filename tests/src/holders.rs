@@ -47,6 +47,10 @@ pub struct Recording {
     pub initial_at: Duration,
     pub events: Vec<AddrEvent>,
     pub garps: Vec<Garp>,
+    /// Directors cut off by a crash (label, when) and when watched again, if yet: what
+    /// their old namespace reported in between (its agent still ran for a moment behind
+    /// a downed link) never reached the network, and counts for nothing.
+    pub cut: Vec<(String, Duration, Option<Duration>)>,
 }
 
 /// One VIP over one window.
@@ -368,6 +372,15 @@ impl Recorder {
     /// Records the address changes of director `label` in namespace `ns` (again, after
     /// the namespace was re-created: a director's reboot).
     pub fn watch(&mut self, label: &str, ns: &str) {
+        {
+            let now = self.now();
+            let mut log = self.log.lock().expect("recording");
+            for (cut, _, back) in &mut log.cut {
+                if cut == label && back.is_none() {
+                    *back = Some(now);
+                }
+            }
+        }
         // `-ts`: ip stamps each message as it reads it from the kernel, so the reader
         // thread's own scheduling delay (milliseconds on a loaded machine, enough to
         // invert two namespaces' events) does not count. ip itself runs at real-time
@@ -421,6 +434,7 @@ impl Recorder {
     /// may already be recorded: they are not what the network saw.
     pub fn gone(&self, label: &str, at: Duration) {
         let mut log = self.log.lock().expect("recording");
+        log.cut.push((label.to_owned(), at, None));
         for addr in log.held_at(label, at) {
             log.events.push(AddrEvent {
                 at,
@@ -457,6 +471,15 @@ impl Recorder {
 }
 
 impl Recording {
+    /// Whether `e` reached the network: not from a director between its crash and its
+    /// return (the removals [`Recorder::gone`] records at the crash instant count).
+    fn seen(&self, e: &AddrEvent) -> bool {
+        !self
+            .cut
+            .iter()
+            .any(|(node, at, back)| *node == e.node && e.at > *at && back.is_none_or(|b| e.at < b))
+    }
+
     /// The addresses `label` held at `at`: the snapshot's, then its events up to `at`.
     pub fn held_at(&self, label: &str, at: Duration) -> BTreeSet<IpAddr> {
         let mut held = self.initial.get(label).cloned().unwrap_or_default();
@@ -464,6 +487,7 @@ impl Recording {
             .events
             .iter()
             .filter(|e| e.node == label && e.at > self.initial_at && e.at <= at)
+            .filter(|e| self.seen(e))
             .collect();
         events.sort_by_key(|e| e.at);
         for e in events {
@@ -489,9 +513,15 @@ impl Recording {
             .filter(|(_, addrs)| addrs.contains(&vip))
             .map(|(node, _)| node.clone())
             .collect();
+        let seen: Vec<AddrEvent> = self
+            .events
+            .iter()
+            .filter(|e| self.seen(e))
+            .cloned()
+            .collect();
         analyse(
             &initial,
-            &self.events,
+            &seen,
             &self.garps,
             vip,
             nodes,
@@ -566,9 +596,43 @@ mod tests {
                 added: false,
             }],
             garps: Vec::new(),
+            cut: Vec::new(),
         };
         assert_eq!(rec.held_at("lb2", at(100)), BTreeSet::from([vip]));
         assert!(rec.held_at("lb2", at(300)).is_empty());
         assert!(rec.held_at("lb1", at(100)).is_empty());
+    }
+
+    #[test]
+    fn a_crashed_directors_old_namespace_counts_for_nothing_until_it_returns() {
+        let vip: IpAddr = "198.51.100.11".parse().unwrap();
+        let at = |ms| Duration::from_millis(ms);
+        let event = |ms, node: &str, added| AddrEvent {
+            at: at(ms),
+            node: node.into(),
+            addr: vip,
+            added,
+        };
+        let rec = Recording {
+            initial: BTreeMap::from([("lb2".to_owned(), BTreeSet::from([vip]))]),
+            initial_at: at(10),
+            events: vec![
+                // Crash at 100 (the removal `gone` records), lb1 takes over at 200.
+                event(100, "lb2", false),
+                event(200, "lb1", true),
+                // lb2's agent, behind its downed link, adds it again: never on the wire.
+                event(150, "lb2", true),
+                // Back at 1000 (watched again), handed the group at 1200.
+                event(1200, "lb1", false),
+                event(1201, "lb2", true),
+            ],
+            garps: Vec::new(),
+            cut: vec![("lb2".into(), at(100), Some(at(1000)))],
+        };
+        let s = rec.analyse(vip, None, at(50), at(2000));
+        assert_eq!(s.two_holders, Duration::ZERO, "{:?}", s.timeline);
+        assert_eq!(s.no_holder, at(100));
+        assert_eq!(rec.held_at("lb2", at(500)), BTreeSet::new());
+        assert_eq!(rec.held_at("lb2", at(1500)), BTreeSet::from([vip]));
     }
 }

@@ -126,6 +126,13 @@ impl ClusterHandle {
         self.call(Command::Status).await
     }
 
+    /// Pins `group` to this node (`lvs-cli move`): every election gives it the group
+    /// while it is live, ready and undrained.
+    pub async fn pin(&self, group: &str) -> Result<Result<(), String>, Stopped> {
+        self.call(|reply| Command::Pin(group.to_owned(), reply))
+            .await
+    }
+
     /// Drains (true) or undrains this node; the groups it still holds afterwards.
     pub async fn drain(&self, drain: bool) -> Result<Vec<String>, Stopped> {
         self.call(|reply| Command::Drain(drain, reply)).await

@@ -182,6 +182,7 @@ impl Roster {
                 eligible_since_ms: ready
                     .max(p.up_ms)
                     .max(claimed.map_or(0, |c| c.undrained_ms)),
+                pins: claimed.map_or_else(Default::default, |c| c.claims.pins.clone()),
             })
         });
         me.into_iter().chain(peers).collect()
@@ -275,6 +276,7 @@ mod tests {
             drain: false,
             health: Default::default(),
             document: Default::default(),
+            pins: Default::default(),
         })
     }
 
@@ -304,6 +306,7 @@ mod tests {
             id: "lb1".into(),
             drained: false,
             eligible_since_ms: 5,
+            pins: Default::default(),
         };
         assert!(r.apply(&drained("lb2", true), 20));
         let members = r.members(Some(me.clone()), 20, 1000);
@@ -377,6 +380,7 @@ mod tests {
                 drain: false,
                 health: Default::default(),
                 document: Default::default(),
+                pins: Default::default(),
             }],
         };
         assert!(r.apply(&snapshot, 50));

@@ -51,6 +51,8 @@ pub(super) enum Command {
     /// Drain (true) or undrain this node; answers with the groups it still holds
     /// after the moves (drained, it keeps those no undrained ready node can take).
     Drain(bool, oneshot::Sender<Vec<String>>),
+    /// Pin a group to this node (`lvs-cli move`); the error names what is wrong.
+    Pin(String, oneshot::Sender<Result<(), String>>),
     /// Hand every group over to its heir (priority-0 adverts, hand-overs), leave the
     /// gossip.
     Shutdown(oneshot::Sender<()>),
@@ -143,6 +145,10 @@ pub(super) struct Runtime {
     /// The newest document a live peer runs, when newer than ours: the node loop
     /// fetches and applies it.
     offers: watch::Sender<Option<Offer>>,
+    /// Groups the operator moved here, with each pin's stamp (published in the claims;
+    /// see `ownership`). Dropped once a peer pins the group later, or the group leaves
+    /// the config.
+    pins: BTreeMap<String, u64>,
 }
 
 /// The SWIM LAN preset with every timer scaled by `probe_period` / 1 s.
@@ -342,6 +348,7 @@ impl Runtime {
             verdicts,
             document,
             offers,
+            pins: BTreeMap::new(),
         };
         runtime.health_view = HealthView::of(&runtime.cluster, &runtime.health);
         runtime.remove_stale_vips().await;
@@ -473,6 +480,9 @@ impl Runtime {
                         let _ = reply.send(self.status().await);
                     }
                     Some(Command::Reload(cluster, stamp)) => {
+                        if stamp != self.document.stamp {
+                            self.emit("document", &stamp.to_string(), self.node.id.as_str());
+                        }
                         self.document.stamp = stamp;
                         self.reload(*cluster).await;
                     }
@@ -487,6 +497,10 @@ impl Runtime {
                             info!(catch_up_ms = catch_up, "sync backup listening: ready to take groups after the catch-up");
                             self.catch_up_at_ms = Some(self.now_ms() + catch_up);
                         }
+                    }
+                    Some(Command::Pin(group, reply)) => {
+                        let _ = reply.send(self.pin(group));
+                        self.reconcile().await;
                     }
                     Some(Command::Drain(drain, reply)) => {
                         self.set_drain(drain);
@@ -509,6 +523,62 @@ impl Runtime {
             self.reconcile().await;
             self.send_due_adverts().await;
             self.offer_newer_document();
+        }
+    }
+
+    /// Pins `group` to this node, stamped above every pin of it this node knows of.
+    fn pin(&mut self, group: String) -> Result<(), String> {
+        if self.group(&group).is_none() {
+            let names: Vec<&str> = self
+                .cluster
+                .vip_groups
+                .iter()
+                .map(|g| g.name.as_str())
+                .collect();
+            return Err(format!(
+                "no VIP group {group:?} (groups: {})",
+                names.join(", ")
+            ));
+        }
+        if self.drained {
+            return Err(format!("{} is drained: undrain it first", self.node.id));
+        }
+        if self.ready_since_ms.is_none() {
+            return Err(format!(
+                "{} is not ready for VIP groups yet (settling, links down or sync catch-up)",
+                self.node.id
+            ));
+        }
+        let known = self
+            .roster
+            .live_claims()
+            .filter_map(|(_, c)| c.pins.get(&group).copied())
+            .chain(self.pins.get(&group).copied())
+            .max()
+            .unwrap_or(0);
+        let stamp = unix_ms().max(known + 1);
+        info!(group = %group, stamp, "moved here by the operator: pinned");
+        self.pins.insert(group, stamp);
+        Ok(())
+    }
+
+    /// Drops this node's pins that a peer's later pin or the config superseded.
+    fn prune_pins(&mut self) {
+        let later: BTreeSet<String> = self
+            .pins
+            .iter()
+            .filter(|(group, &stamp)| {
+                self.group(group).is_none()
+                    || self
+                        .roster
+                        .live_claims()
+                        .any(|(_, c)| c.pins.get(*group).is_some_and(|&s| s > stamp))
+            })
+            .map(|(group, _)| group.clone())
+            .collect();
+        for group in later {
+            info!(group = %group, "pin dropped: moved elsewhere since, or no longer configured");
+            self.pins.remove(&group);
         }
     }
 
@@ -1016,10 +1086,12 @@ impl Runtime {
             _ => {}
         }
         self.note_differing();
+        self.prune_pins();
         let own = self.ready_since_ms.map(|since| Member {
             id: self.node.id.to_string(),
             drained: self.drained,
             eligible_since_ms: since.max(self.undrained_ms),
+            pins: self.pins.clone(),
         });
         let mut members = self.roster.members(own, now, self.assume_ready_ms());
         members.retain(|m| !self.silences.is_presumed_down(&m.id));
@@ -1146,6 +1218,7 @@ impl Runtime {
             held: self.held.keys().cloned().collect(),
             health: self.health_view.clone(),
             document: self.document.clone(),
+            pins: self.pins.clone(),
         };
         if claims != self.claims {
             if self.membership.set_claims(claims.clone()).await.is_err() {

@@ -1,5 +1,5 @@
 //! This node's claims for the VIP group election (`GossipClaims`: ready, drain, config
-//! digest, held groups, health, cluster document) and the newest heard from each peer.
+//! digest, held groups, health, cluster document, pins) and the newest heard from each peer.
 //!
 //! State-based replication on the heartbeat channel: a node sends its whole claims to
 //! every live member when they change and again every `interval` (the gossip probe
@@ -11,7 +11,7 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use lvs_proto::v1::{GossipClaims, GossipDocument, GossipHealth};
+use lvs_proto::v1::{GossipClaims, GossipDocument, GossipHealth, GossipPin};
 use tokio::time::Instant;
 
 use super::{events::PeerClaims, Claims, DocumentClaim};
@@ -48,6 +48,14 @@ impl ClaimsState {
             services_digest: claims.health.services_digest,
             down: claims.health.down.clone(),
         };
+        let pins: Vec<GossipPin> = claims
+            .pins
+            .iter()
+            .map(|(group, &stamp)| GossipPin {
+                group: group.clone(),
+                stamp,
+            })
+            .collect();
         let document = GossipDocument {
             version: claims.document.stamp.version,
             digest: claims.document.stamp.digest,
@@ -60,6 +68,7 @@ impl ClaimsState {
             &own.held,
             &own.health,
             &own.document,
+            &own.pins,
         ) == (
             claims.ready,
             claims.drain,
@@ -67,6 +76,7 @@ impl ClaimsState {
             &claims.held,
             &Some(health.clone()),
             &Some(document.clone()),
+            &pins,
         ) {
             return;
         }
@@ -76,6 +86,7 @@ impl ClaimsState {
         own.held.clone_from(&claims.held);
         own.health = Some(health);
         own.document = Some(document);
+        own.pins = pins;
         own.sequence += 1;
         self.next_send = now;
     }
@@ -143,6 +154,7 @@ impl ClaimsState {
                     control_addr: d.control_addr,
                 })
                 .unwrap_or_default(),
+            pins: m.pins.into_iter().map(|p| (p.group, p.stamp)).collect(),
         };
         match self.heard.get_mut(&claims.node_id) {
             Some((newest, _)) if stamp <= *newest => None,
@@ -177,6 +189,7 @@ mod tests {
             drain: false,
             health: HealthView::default(),
             document: DocumentClaim::default(),
+            pins: Default::default(),
         }
     }
 
@@ -252,6 +265,7 @@ mod tests {
                 drain: false,
                 health: None,
                 document: None,
+                pins: vec![],
             };
             let mut last = None;
             for seq in order.iter().copied() {

@@ -145,6 +145,8 @@ pub struct PeerClaims {
     pub health: crate::health::view::HealthView,
     /// The cluster document it runs.
     pub document: super::DocumentClaim,
+    /// Groups moved to it by the operator, with each pin's stamp.
+    pub pins: BTreeMap<String, u64>,
 }
 
 /// foca's live (alive or suspect) members, keyed like foca keys them.

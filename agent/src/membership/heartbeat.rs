@@ -36,7 +36,7 @@ const HANDOVER: u8 = 1;
 const CLAIMS: u8 = 2;
 
 /// What travels on the heartbeat channel.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub enum Message {
     Beacon(GossipHeartbeat),
     Handover(GossipHandover),

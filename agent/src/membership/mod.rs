@@ -130,6 +130,8 @@ pub struct Claims {
     pub health: HealthView,
     /// The cluster document it runs, and where peers fetch it.
     pub document: DocumentClaim,
+    /// Groups the operator moved to it (`lvs-cli move`), with each pin's stamp.
+    pub pins: std::collections::BTreeMap<String, u64>,
 }
 
 /// A node's cluster document in its claims (`GossipDocument`).

@@ -14,6 +14,7 @@ fn member(id: &str, since: u64) -> Member {
         id: id.to_owned(),
         drained: false,
         eligible_since_ms: since,
+        pins: BTreeMap::new(),
     }
 }
 
@@ -155,6 +156,7 @@ fn arb_view() -> impl Strategy<Value = (Vec<Member>, Vec<GroupSpec>, BTreeMap<St
                         id: id.clone(),
                         drained,
                         eligible_since_ms: since,
+                        pins: BTreeMap::new(),
                     }
                 })
             })
@@ -194,7 +196,69 @@ fn arb_view() -> impl Strategy<Value = (Vec<Member>, Vec<GroupSpec>, BTreeMap<St
     })
 }
 
+#[test]
+fn a_moved_group_goes_to_its_node_and_stays_until_the_node_goes() {
+    let groups = [group("g", &[("lb1", 200)], true)];
+    let mut lb2 = member("lb2", 0);
+    lb2.pins.insert("g".into(), 5);
+    let current: BTreeMap<String, String> = [("g".to_owned(), "lb1".to_owned())].into();
+    let members = [member("lb1", 0), lb2.clone(), member("lb3", 0)];
+    let election = elect(&members, &groups, &current, SETTLED);
+    assert_eq!(owner_of(&election, "g"), Some("lb2"), "over priority 200");
+    assert_eq!(election.recheck_at_ms, None);
+    // A later move to lb3 wins; lb2's older pin counts no more.
+    let mut lb3 = member("lb3", 0);
+    lb3.pins.insert("g".into(), 6);
+    let members = [member("lb1", 0), lb2.clone(), lb3];
+    assert_eq!(
+        owner_of(&elect(&members, &groups, &current, SETTLED), "g"),
+        Some("lb3")
+    );
+    // Drained, lb2's pin counts for nothing: the group goes by rank again.
+    lb2.drained = true;
+    let members = [member("lb1", 0), lb2];
+    assert_eq!(
+        owner_of(&elect(&members, &groups, &current, SETTLED), "g"),
+        Some("lb1")
+    );
+}
+
 proptest! {
+    /// An eligible member's pin gives it the group whatever the ranks, stickiness and
+    /// clock (the highest stamp, then id, among pins of one group); a group nobody
+    /// eligible pins is elected as if there were no pins at all.
+    #[test]
+    fn the_newest_pin_of_an_eligible_member_wins(
+        (mut members, groups, current, now) in arb_view(),
+        pins in prop::collection::vec((0..6usize, 0..12usize, 0..4u64), 0..8),
+    ) {
+        for (m, g, stamp) in pins {
+            let i = m % members.len();
+            members[i].pins.insert(format!("g{g}"), stamp);
+        }
+        let unpinned: Vec<Member> = members
+            .iter()
+            .cloned()
+            .map(|mut m| {
+                m.pins.clear();
+                m
+            })
+            .collect();
+        let election = elect(&members, &groups, &current, now);
+        let without = elect(&unpinned, &groups, &current, now);
+        for g in &groups {
+            let winner = members
+                .iter()
+                .filter(|m| eligible(&members, m))
+                .filter_map(|m| m.pins.get(&g.name).map(|&s| (s, m.id.as_str())))
+                .max();
+            match winner {
+                Some((_, id)) => prop_assert_eq!(owner_of(&election, &g.name), Some(id)),
+                None => prop_assert_eq!(&election.owners[&g.name], &without.owners[&g.name]),
+            }
+        }
+    }
+
     #[test]
     fn one_eligible_owner_per_group_whenever_a_member_is_eligible(
         (members, groups, current, now) in arb_view()

@@ -133,5 +133,6 @@ pub(super) fn member(id: &NodeIdentity, since_ms: u64) -> ownership::Member {
         id: id.node_id.clone(),
         drained: false,
         eligible_since_ms: since_ms,
+        pins: Default::default(),
     }
 }

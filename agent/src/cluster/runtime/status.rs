@@ -15,7 +15,7 @@ impl Runtime {
                 .map(|m| {
                     // `holds`: what the node itself claims (its gossip), so two
                     // holders show.
-                    let (ready, drain, config_digest, holds, document) = if m.local {
+                    let (ready, drain, config_digest, holds, document, control_addr) = if m.local {
                         let holds = self.held.keys().cloned().collect();
                         (
                             self.ready_since_ms.is_some(),
@@ -23,6 +23,7 @@ impl Runtime {
                             self.digest,
                             holds,
                             self.document.stamp,
+                            self.document.control_addr.clone(),
                         )
                     } else {
                         let claims = self
@@ -36,6 +37,7 @@ impl Runtime {
                             claims.map_or(0, |c| c.config_digest),
                             claims.map_or_else(Vec::new, |c| c.held.clone()),
                             claims.map_or_else(Default::default, |c| c.document.stamp),
+                            claims.map_or_else(String::new, |c| c.document.control_addr.clone()),
                         )
                     };
                     MemberStatus {
@@ -50,6 +52,7 @@ impl Runtime {
                         config_digest,
                         config_version: document.version,
                         document_digest: document.digest,
+                        control_addr,
                     }
                 })
                 .collect(),
