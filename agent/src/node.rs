@@ -48,6 +48,7 @@ use crate::health::{self, CheckKey, Health};
 use crate::ipvs::plan::Scope;
 use crate::ipvs::reconcile::Reconciler;
 use crate::ipvs::{desired, sync, sysctl, Error as IpvsError, IpvsClient};
+use crate::membership::SyncRunning;
 use crate::metrics::Metrics;
 use fetch::{spawn_fetch, Fetcher};
 
@@ -325,6 +326,7 @@ pub async fn run(config_files: &[PathBuf]) -> anyhow::Result<()> {
         owns_any = handle.owns_any();
         offers = handle.offers();
     }
+    ipvs.cluster = cluster.clone();
     // Services and the backup sync daemon before the node can be elected: it forwards,
     // and its sync catch-up counts from when the daemon listens.
     ipvs.pass(&config, *owns_any.borrow(), Pass::DriftCheck)
@@ -509,6 +511,10 @@ struct IpvsStage {
     /// The real servers' health: which of them the services' pools hold.
     health: Health,
     metrics: Arc<Metrics>,
+    /// Told which sync daemons run (for status), when the node runs the cluster stage.
+    cluster: Option<ClusterHandle>,
+    /// The sync daemons last read running.
+    sync_running: Option<SyncRunning>,
 }
 
 impl IpvsStage {
@@ -530,6 +536,8 @@ impl IpvsStage {
             reconciler: Reconciler::default(),
             health: Health::default(),
             metrics,
+            cluster: None,
+            sync_running: None,
         };
         stage.apply_sysctls(&config.cluster);
         Ok(stage)
@@ -597,20 +605,40 @@ impl IpvsStage {
         self.sync_daemons(config, owns_any).await;
     }
 
-    async fn sync_daemons(&self, config: &Loaded, owns_any: bool) {
+    /// Makes the kernel's sync daemons the wanted ones, then reads which run: the
+    /// metrics and the cluster's claims (status) say what the kernel runs.
+    async fn sync_daemons(&mut self, config: &Loaded, owns_any: bool) {
         let Some(client) = &self.client else { return };
         let want = sync::desired(&config.node, &config.cluster.sync, owns_any);
-        for (role, state) in [
-            ("master", crate::ipvs::model::SyncState::Master),
-            ("backup", crate::ipvs::model::SyncState::Backup),
-        ] {
+        let actual = match sync::reconcile(client, &want).await {
+            Ok(_) => client.sync_daemons().await,
+            Err(e) => Err(e),
+        };
+        let actual = match actual {
+            Ok(actual) => actual,
+            Err(e) => {
+                error!("ipvs: cannot read the sync daemons: {e} (retrying at the next pass)");
+                return;
+            }
+        };
+        let running = |state| actual.iter().any(|d| d.state == state);
+        let now = SyncRunning {
+            master: running(crate::ipvs::model::SyncState::Master),
+            backup: running(crate::ipvs::model::SyncState::Backup),
+        };
+        for (role, on) in [("master", now.master), ("backup", now.backup)] {
             self.metrics
                 .sync_daemons
                 .get_or_create(&crate::metrics::Role { role })
-                .set(i64::from(want.iter().any(|d| d.state == state)));
+                .set(i64::from(on));
         }
-        if let Err(e) = sync::reconcile(client, &want).await {
-            error!("ipvs: cannot read the sync daemons: {e} (retrying at the next pass)");
+        if self.sync_running != Some(now) {
+            self.sync_running = Some(now);
+            if let Some(handle) = &self.cluster {
+                if handle.set_sync(now).await.is_err() {
+                    error!("the cluster task has stopped");
+                }
+            }
         }
     }
 }

@@ -82,7 +82,8 @@ struct Call {
 enum Command {
     /// The cluster at a glance: members, VIP groups, services, warnings.
     Status,
-    /// Members: state, gossip address, sync id, groups held, config digest.
+    /// Members: state, gossip address, sync id, sync daemons running, groups held, cluster
+    /// document, config digest.
     Members,
     /// VIP groups: VRID, owner, this node's VRRP state and priority, master, addresses.
     Vips,

@@ -47,7 +47,7 @@ fn or_dash(s: &str) -> String {
 /// `lvs-cli members`: one row per member.
 pub fn members(status: &StatusReply) -> String {
     let mut rows = vec![[
-        "NODE", "ADDRESS", "STATE", "SYNCID", "HOLDS", "DOCUMENT", "CONFIG",
+        "NODE", "ADDRESS", "STATE", "SYNCID", "SYNC", "HOLDS", "DOCUMENT", "CONFIG",
     ]
     .map(String::from)
     .to_vec()];
@@ -57,12 +57,24 @@ pub fn members(status: &StatusReply) -> String {
             m.addr.clone(),
             member_state(m),
             m.syncid.to_string(),
+            sync(m),
             or_dash(&m.holds.join(",")),
             document(m),
             format!("{:016x}", m.config_digest),
         ]);
     }
     columns(&rows)
+}
+
+/// The sync daemons a member's kernel runs: `master+backup`, `backup`, `-`.
+fn sync(m: &MemberStatus) -> String {
+    match (m.sync_master, m.sync_backup) {
+        (true, true) => "master+backup",
+        (true, false) => "master",
+        (false, true) => "backup",
+        (false, false) => "-",
+    }
+    .to_owned()
 }
 
 /// The cluster document a member runs: `v3`, or `files` (its config files' cluster part).
@@ -462,10 +474,13 @@ mod tests {
             members: vec![
                 MemberStatus {
                     config_version: 3,
+                    sync_master: true,
+                    sync_backup: true,
                     ..member("lb1", true, &["g1"])
                 },
                 MemberStatus {
                     config_version: 2,
+                    sync_backup: true,
                     ..member("lb2", true, &["g1"])
                 },
                 member("lb3", false, &[]),
@@ -489,10 +504,10 @@ mod tests {
             text,
             "cluster as lb1 sees it (config 0000000000000000)\n\n\
              MEMBERS\n\
-             NODE  ADDRESS         STATE  SYNCID  HOLDS  DOCUMENT  CONFIG\n\
-             lb1*  192.0.2.1:7946  alive  1       g1     v3        0000000000000000\n\
-             lb2   192.0.2.2:7946  alive  2       g1     v2        0000000000000000\n\
-             lb3   192.0.2.3:7946  down   3       -      files     0000000000000000\n\
+             NODE  ADDRESS         STATE  SYNCID  SYNC           HOLDS  DOCUMENT  CONFIG\n\
+             lb1*  192.0.2.1:7946  alive  1       master+backup  g1     v3        0000000000000000\n\
+             lb2   192.0.2.2:7946  alive  2       backup         g1     v2        0000000000000000\n\
+             lb3   192.0.2.3:7946  down   3       -              -      files     0000000000000000\n\
              \nVIP GROUPS\n\
              GROUP  VRID  OWNER  HERE    PRIORITY  MASTER     SINCE     ADDRESSES\n\
              g1     51    lb1    MASTER  150       this node  07:44:12  198.51.100.1/24\n\

@@ -215,16 +215,23 @@ impl Topology {
     pub fn crash(&self, sh: &mut Shell, node: &str) -> Result<()> {
         let ns = self.ns(node);
         sh.run(&format!("ip -n {} link set {node} down", self.ns(SWITCH)))?;
-        let pids = sh.run(&format!("ip netns pids {ns}"))?;
-        for pid in pids.split_whitespace() {
-            // A process may be gone already.
-            let _ = sh.run(&format!("kill -9 {pid}"));
-        }
+        self.kill_all(sh, node, "KILL")?;
         // The veth pair goes with its switch end at once; left to the namespace's
         // deletion, which the kernel finishes later, it can still be there when
         // `boot` plugs the node in again ("File exists").
         sh.run(&format!("ip -n {} link del {node}", self.ns(SWITCH)))?;
         sh.run(&format!("ip netns del {ns}"))?;
+        Ok(())
+    }
+
+    /// Sends `signal` (e.g. "TERM") to every process in `node`'s namespace. A process
+    /// that exits between the listing and the signal (a short-lived child, a probe) is
+    /// no failure.
+    pub fn kill_all(&self, sh: &mut Shell, node: &str, signal: &str) -> Result<()> {
+        let pids = sh.run(&format!("ip netns pids {}", self.ns(node)))?;
+        for pid in pids.split_whitespace() {
+            let _ = sh.run(&format!("kill -{signal} {pid}"));
+        }
         Ok(())
     }
 

@@ -37,7 +37,7 @@ use tracing::Instrument as _;
 use crate::config::{ClusterConfig, NodeConfig};
 use crate::document::{Offer, Stamp};
 use crate::health::Verdicts;
-use crate::membership::{DocumentClaim, KeyRing};
+use crate::membership::{DocumentClaim, KeyRing, SyncRunning};
 use crate::metrics::Metrics;
 use runtime::{Command, Runtime};
 
@@ -124,6 +124,14 @@ impl ClusterHandle {
 
     pub async fn status(&self) -> Result<StatusReply, Stopped> {
         self.call(Command::Status).await
+    }
+
+    /// The IPVS sync daemons the kernel runs now (published for status).
+    pub async fn set_sync(&self, running: SyncRunning) -> Result<(), Stopped> {
+        self.commands
+            .send(Command::Sync(running))
+            .await
+            .map_err(|_| Stopped)
     }
 
     /// Pins `group` to this node (`lvs-cli move`): every election gives it the group

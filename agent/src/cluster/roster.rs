@@ -277,6 +277,7 @@ mod tests {
             health: Default::default(),
             document: Default::default(),
             pins: Default::default(),
+            sync: Default::default(),
         })
     }
 
@@ -381,6 +382,7 @@ mod tests {
                 health: Default::default(),
                 document: Default::default(),
                 pins: Default::default(),
+                sync: Default::default(),
             }],
         };
         assert!(r.apply(&snapshot, 50));

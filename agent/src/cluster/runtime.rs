@@ -32,7 +32,7 @@ use crate::document::{self, Offer, Stamp};
 use crate::health::{view::HealthView, Health, Verdicts};
 use crate::membership::{
     self, Claims, ClusterKey, Conflict, DocumentClaim, KeyRing, MembershipConfig, MembershipEvent,
-    MembershipHandle,
+    MembershipHandle, SyncRunning,
 };
 use crate::metrics::Metrics;
 use crate::ownership::{elect, heirs, GroupSpec, Member};
@@ -51,6 +51,8 @@ pub(super) enum Command {
     /// Drain (true) or undrain this node; answers with the groups it still holds
     /// after the moves (drained, it keeps those no undrained ready node can take).
     Drain(bool, oneshot::Sender<Vec<String>>),
+    /// The IPVS sync daemons the kernel runs now.
+    Sync(SyncRunning),
     /// Pin a group to this node (`lvs-cli move`); the error names what is wrong.
     Pin(String, oneshot::Sender<Result<(), String>>),
     /// Hand every group over to its heir (priority-0 adverts, hand-overs), leave the
@@ -149,6 +151,8 @@ pub(super) struct Runtime {
     /// see `ownership`). Dropped once a peer pins the group later, or the group leaves
     /// the config.
     pins: BTreeMap<String, u64>,
+    /// The sync daemons the node loop last read running, published for status.
+    sync: SyncRunning,
 }
 
 /// The SWIM LAN preset with every timer scaled by `probe_period` / 1 s.
@@ -349,6 +353,7 @@ impl Runtime {
             document,
             offers,
             pins: BTreeMap::new(),
+            sync: SyncRunning::default(),
         };
         runtime.health_view = HealthView::of(&runtime.cluster, &runtime.health);
         runtime.remove_stale_vips().await;
@@ -497,6 +502,10 @@ impl Runtime {
                             info!(catch_up_ms = catch_up, "sync backup listening: ready to take groups after the catch-up");
                             self.catch_up_at_ms = Some(self.now_ms() + catch_up);
                         }
+                    }
+                    Some(Command::Sync(running)) => {
+                        self.sync = running;
+                        self.publish_claims().await;
                     }
                     Some(Command::Pin(group, reply)) => {
                         let _ = reply.send(self.pin(group));
@@ -1219,6 +1228,7 @@ impl Runtime {
             health: self.health_view.clone(),
             document: self.document.clone(),
             pins: self.pins.clone(),
+            sync: self.sync,
         };
         if claims != self.claims {
             if self.membership.set_claims(claims.clone()).await.is_err() {

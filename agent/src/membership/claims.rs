@@ -14,7 +14,7 @@ use std::time::Duration;
 use lvs_proto::v1::{GossipClaims, GossipDocument, GossipHealth, GossipPin};
 use tokio::time::Instant;
 
-use super::{events::PeerClaims, Claims, DocumentClaim};
+use super::{events::PeerClaims, Claims, DocumentClaim, SyncRunning};
 use crate::document::Stamp;
 use crate::health::view::HealthView;
 
@@ -69,6 +69,7 @@ impl ClaimsState {
             &own.health,
             &own.document,
             &own.pins,
+            (own.sync_master, own.sync_backup),
         ) == (
             claims.ready,
             claims.drain,
@@ -77,6 +78,7 @@ impl ClaimsState {
             &Some(health.clone()),
             &Some(document.clone()),
             &pins,
+            (claims.sync.master, claims.sync.backup),
         ) {
             return;
         }
@@ -87,6 +89,8 @@ impl ClaimsState {
         own.health = Some(health);
         own.document = Some(document);
         own.pins = pins;
+        own.sync_master = claims.sync.master;
+        own.sync_backup = claims.sync.backup;
         own.sequence += 1;
         self.next_send = now;
     }
@@ -155,6 +159,10 @@ impl ClaimsState {
                 })
                 .unwrap_or_default(),
             pins: m.pins.into_iter().map(|p| (p.group, p.stamp)).collect(),
+            sync: SyncRunning {
+                master: m.sync_master,
+                backup: m.sync_backup,
+            },
         };
         match self.heard.get_mut(&claims.node_id) {
             Some((newest, _)) if stamp <= *newest => None,
@@ -190,6 +198,7 @@ mod tests {
             health: HealthView::default(),
             document: DocumentClaim::default(),
             pins: Default::default(),
+            sync: SyncRunning::default(),
         }
     }
 
@@ -266,6 +275,8 @@ mod tests {
                 health: None,
                 document: None,
                 pins: vec![],
+                sync_master: false,
+                sync_backup: false,
             };
             let mut last = None;
             for seq in order.iter().copied() {

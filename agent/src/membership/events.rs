@@ -147,6 +147,8 @@ pub struct PeerClaims {
     pub document: super::DocumentClaim,
     /// Groups moved to it by the operator, with each pin's stamp.
     pub pins: BTreeMap<String, u64>,
+    /// Its sync daemons.
+    pub sync: super::SyncRunning,
 }
 
 /// foca's live (alive or suspect) members, keyed like foca keys them.

@@ -132,6 +132,16 @@ pub struct Claims {
     pub document: DocumentClaim,
     /// Groups the operator moved to it (`lvs-cli move`), with each pin's stamp.
     pub pins: std::collections::BTreeMap<String, u64>,
+    /// Its sync daemons.
+    pub sync: SyncRunning,
+}
+
+/// The IPVS sync daemons a node runs (`GossipClaims.sync_master` / `sync_backup`), as
+/// its kernel lists them.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SyncRunning {
+    pub master: bool,
+    pub backup: bool,
 }
 
 /// A node's cluster document in its claims (`GossipDocument`).

@@ -173,12 +173,7 @@ fn rs1_weight(ns: &str) -> Result<Option<u32>> {
 
 /// Kills the web server of real server `node` (the only process in its namespace).
 fn stop_web_server(ctx: &mut Ctx, topo: &Topology, node: &str) -> Result<()> {
-    let ns = topo.ns(node);
-    let pids = ctx.sh.run(&format!("ip netns pids {ns}"))?;
-    for pid in pids.split_whitespace() {
-        ctx.sh.run(&format!("kill {pid}"))?;
-    }
-    Ok(())
+    topo.kill_all(&mut ctx.sh, node, "TERM")
 }
 
 /// Polls every 100 ms until `cond` holds in each namespace or `limit` passes; when it

@@ -144,10 +144,7 @@ pub fn run(ctx: &mut Ctx) -> Result<()> {
 
     // rs1 fails everything at once.
     let failed = Instant::now();
-    let pids = ctx.sh.run(&format!("ip netns pids {}", topo.ns("rs1")))?;
-    for pid in pids.split_whitespace() {
-        ctx.sh.run(&format!("kill {pid}"))?;
-    }
+    topo.kill_all(&mut ctx.sh, "rs1", "TERM")?;
     std::fs::write(EXIT_FILE, "1")?;
     let out = reached(&lb1, Phase::Down, OUT_BOUND * 3);
     ctx.sh

@@ -164,6 +164,24 @@ fn listings_match(ctx: &mut Ctx, ns: &str, n: usize, service: &str) -> Result<()
             ours.trim()
         ),
     )?;
+    // The members table's SYNC column (its own row) says what the kernel runs.
+    let members: serde_json::Value =
+        serde_json::from_str(&ctx.sh.run_in(ns, &format!("{cli} members --json"))?)?;
+    let own = members["members"]
+        .as_array()
+        .and_then(|m| m.iter().find(|m| m["local"] == true))
+        .cloned()
+        .unwrap_or_default();
+    let flag = |key: &str| own[key].as_bool().unwrap_or(false);
+    ctx.check(
+        (flag("sync_master"), flag("sync_backup"))
+            == (theirs.contains("master"), theirs.contains("backup")),
+        format!(
+            "lb{n}: lvs-cli members reports the sync daemons ipvsadm lists (master {}, backup {})",
+            flag("sync_master"),
+            flag("sync_backup")
+        ),
+    )?;
 
     let established = |rows: Vec<[String; 5]>| -> BTreeSet<[String; 5]> {
         rows.into_iter().filter(|r| r[1] == "ESTABLISHED").collect()

@@ -15,7 +15,9 @@ impl Runtime {
                 .map(|m| {
                     // `holds`: what the node itself claims (its gossip), so two
                     // holders show.
-                    let (ready, drain, config_digest, holds, document, control_addr) = if m.local {
+                    let (ready, drain, config_digest, holds, document, control_addr, sync) = if m
+                        .local
+                    {
                         let holds = self.held.keys().cloned().collect();
                         (
                             self.ready_since_ms.is_some(),
@@ -24,6 +26,7 @@ impl Runtime {
                             holds,
                             self.document.stamp,
                             self.document.control_addr.clone(),
+                            self.sync,
                         )
                     } else {
                         let claims = self
@@ -38,6 +41,7 @@ impl Runtime {
                             claims.map_or_else(Vec::new, |c| c.held.clone()),
                             claims.map_or_else(Default::default, |c| c.document.stamp),
                             claims.map_or_else(String::new, |c| c.document.control_addr.clone()),
+                            claims.map_or_else(Default::default, |c| c.sync),
                         )
                     };
                     MemberStatus {
@@ -53,6 +57,8 @@ impl Runtime {
                         config_version: document.version,
                         document_digest: document.digest,
                         control_addr,
+                        sync_master: sync.master,
+                        sync_backup: sync.backup,
                     }
                 })
                 .collect(),
