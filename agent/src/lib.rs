@@ -13,6 +13,7 @@ pub mod ipvs;
 pub mod membership;
 pub mod metrics;
 pub mod node;
+pub mod notify;
 pub mod ownership;
 pub mod sim;
 pub mod vip;

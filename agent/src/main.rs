@@ -27,7 +27,8 @@ enum Command {
     /// Run the director: keep the kernel's IPVS services, sync daemons and
     /// net.ipv4.vs sysctls as configured (at start, on SIGHUP, every
     /// node.reconcile_interval). SIGTERM stops the agent and leaves IPVS in place.
-    /// Logs go to stderr; RUST_LOG sets the level (default info).
+    /// Logs go to stderr; RUST_LOG sets the level (default info). Started by systemd
+    /// (Type=notify, deploy/systemd/lvs-agent.service), it reports READY once serving.
     Run {
         /// Config file; repeat for node and cluster parts (`-c node.toml -c cluster.toml`).
         #[arg(short = 'c', long = "config", required = true, value_name = "FILE")]
@@ -47,7 +48,7 @@ enum Command {
         peers: Vec<String>,
     },
     /// Drain this node: the running agent hands every VIP group it holds to a ready
-    /// undrained node (make-before-break) and takes none, for as long as it runs.
+    /// undrained node (planned hand-overs) and takes none, for as long as it runs.
     /// Groups no other node can take stay here and are listed.
     Drain {
         /// The agent's control socket (`[node] control_socket`).
@@ -75,6 +76,8 @@ enum Command {
         #[arg(short, long, value_name = "FILE")]
         output: Option<PathBuf>,
     },
+    /// Print the man page (roff), generated from these definitions.
+    Man,
 }
 
 const DEFAULT_SOCKET: &str = "/run/lvs-agent.sock";
@@ -100,6 +103,16 @@ fn main() -> ExitCode {
         ),
         Command::Status { socket } => control(&socket, Request::Status(StatusRequest {})),
         Command::Keygen { output } => keygen(output.as_deref()),
+        Command::Man => {
+            use clap::CommandFactory as _;
+            match clap_mangen::Man::new(Cli::command()).render(&mut std::io::stdout()) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("lvs-agent man: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
     }
 }
 

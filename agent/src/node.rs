@@ -50,6 +50,7 @@ use crate::ipvs::reconcile::Reconciler;
 use crate::ipvs::{desired, sync, sysctl, Error as IpvsError, IpvsClient};
 use crate::membership::SyncRunning;
 use crate::metrics::Metrics;
+use crate::notify;
 use fetch::{spawn_fetch, Fetcher};
 
 /// A loaded config with what the IPVS and health stages derive from it.
@@ -123,6 +124,18 @@ impl Loaded {
         };
         release_freed_memory();
         loaded
+    }
+
+    /// One line for systemd's STATUS: what runs.
+    fn summary(&self) -> String {
+        format!(
+            "{} in cluster {:?} ({}): {} services, {} VIP groups",
+            self.node.id,
+            self.cluster.name,
+            self.document.stamp(),
+            self.cluster.services.len(),
+            self.cluster.vip_groups.len()
+        )
     }
 
     /// Drift checks, the first at `first`.
@@ -322,9 +335,12 @@ pub async fn run(config_files: &[PathBuf]) -> anyhow::Result<()> {
     // hear of peers' documents.
     let (_never_owns, mut owns_any) = watch::channel(false);
     let (_never_offered, mut offers) = watch::channel(None);
+    // Without a cluster there is no gossip view to wait for.
+    let (_always_settled, mut settled) = watch::channel(true);
     if let Some(handle) = &cluster {
         owns_any = handle.owns_any();
         offers = handle.offers();
+        settled = handle.settled();
     }
     ipvs.cluster = cluster.clone();
     // Services and the backup sync daemon before the node can be elected: it forwards,
@@ -359,7 +375,14 @@ pub async fn run(config_files: &[PathBuf]) -> anyhow::Result<()> {
     let (fetched_tx, mut fetched) = mpsc::channel(1);
     let mut fetcher = Fetcher::default();
     let mut next: Option<Event> = None;
+    let mut ready_sent = false;
     loop {
+        // systemd (Type=notify): ready once the first pass is done (above) and the
+        // gossip view has formed.
+        if !ready_sent && *settled.borrow_and_update() {
+            notify::send(&[("READY", "1"), ("STATUS", &run.config.summary())]);
+            ready_sent = true;
+        }
         if let Some(offer) = fetcher.next(std::time::Instant::now()) {
             if run.config.node.control_tls.is_some() {
                 spawn_fetch(offer, &run.config.node, fetched_tx.clone());
@@ -389,6 +412,7 @@ pub async fn run(config_files: &[PathBuf]) -> anyhow::Result<()> {
                     run.ipvs.health.verdicts = verdicts.borrow_and_update().clone();
                     Event::Pass(Pass::Changes)
                 }
+                Ok(()) = settled.changed(), if !ready_sent => continue,
                 Ok(()) = offers.changed() => {
                     fetcher.set_offer(offers.borrow_and_update().clone());
                     continue;
@@ -422,10 +446,27 @@ pub async fn run(config_files: &[PathBuf]) -> anyhow::Result<()> {
             }
             Event::Reload => {
                 info!("SIGHUP: reloading {}", display_paths(&run.files));
+                notify::send(&[
+                    ("RELOADING", "1"),
+                    ("MONOTONIC_USEC", &notify::monotonic_usec()),
+                ]);
                 let loaded = Loaded::read(&run.files);
-                match async { run.adopt(loaded?).await }.await {
-                    Ok(()) => next = Some(Event::Pass(Pass::Changes)),
-                    Err(e) => error!("reload rejected, keeping the running config:\n{e}"),
+                let status = match async { run.adopt(loaded?).await }.await {
+                    Ok(()) => {
+                        next = Some(Event::Pass(Pass::Changes));
+                        run.config.summary()
+                    }
+                    Err(e) => {
+                        error!("reload rejected, keeping the running config:\n{e}");
+                        format!(
+                            "reload rejected, running the previous config: {}",
+                            run.config.summary()
+                        )
+                    }
+                };
+                // Not ready before the first READY (a SIGHUP while settling).
+                if ready_sent {
+                    notify::send(&[("READY", "1"), ("STATUS", &status)]);
                 }
             }
             Event::Document(DocumentCall::Get(reply)) => {
@@ -465,6 +506,7 @@ pub async fn run(config_files: &[PathBuf]) -> anyhow::Result<()> {
             }
         }
     }
+    notify::send(&[("STOPPING", "1"), ("STATUS", "handing VIP groups over")]);
     if let Some(handle) = &run.cluster {
         info!("handing VIP groups over and leaving the cluster (a second SIGTERM exits at once)");
         tokio::select! {

@@ -48,6 +48,7 @@ pub struct ClusterHandle {
     owns_any: watch::Receiver<bool>,
     events: broadcast::Sender<ClusterEvent>,
     offers: watch::Receiver<Option<Offer>>,
+    settled: watch::Receiver<bool>,
 }
 
 /// Events a watcher may fall behind by before it loses some (and is told so).
@@ -69,6 +70,7 @@ pub async fn start(
 ) -> anyhow::Result<ClusterHandle> {
     let (owns_tx, owns_any) = watch::channel(false);
     let (offers_tx, offers) = watch::channel(None);
+    let (settled_tx, settled) = watch::channel(false);
     let (events, _) = broadcast::channel(EVENT_BACKLOG);
     let span = tracing::info_span!("cluster", node = %node.id);
     let document = DocumentClaim {
@@ -84,6 +86,7 @@ pub async fn start(
         cluster,
         document,
         offers_tx,
+        settled_tx,
         owns_tx,
         verdicts,
         metrics,
@@ -99,6 +102,7 @@ pub async fn start(
         owns_any,
         events,
         offers,
+        settled,
     })
 }
 
@@ -144,6 +148,11 @@ impl ClusterHandle {
     /// Drains (true) or undrains this node; the groups it still holds afterwards.
     pub async fn drain(&self, drain: bool) -> Result<Vec<String>, Stopped> {
         self.call(|reply| Command::Drain(drain, reply)).await
+    }
+
+    /// True once the start-up settle is over: the gossip view has formed.
+    pub fn settled(&self) -> watch::Receiver<bool> {
+        self.settled.clone()
     }
 
     /// The newest cluster document a live peer runs, while newer than this node's.

@@ -153,6 +153,9 @@ pub(super) struct Runtime {
     pins: BTreeMap<String, u64>,
     /// The sync daemons the node loop last read running, published for status.
     sync: SyncRunning,
+    /// Set once the start-up settle is over (the gossip view formed): the agent then
+    /// tells systemd it is ready.
+    settled: watch::Sender<bool>,
 }
 
 /// The SWIM LAN preset with every timer scaled by `probe_period` / 1 s.
@@ -277,6 +280,7 @@ impl Runtime {
         cluster: ClusterConfig,
         document: DocumentClaim,
         offers: watch::Sender<Option<Offer>>,
+        settled: watch::Sender<bool>,
         owns_any: watch::Sender<bool>,
         verdicts: watch::Receiver<Arc<Verdicts>>,
         metrics: Arc<Metrics>,
@@ -354,6 +358,7 @@ impl Runtime {
             offers,
             pins: BTreeMap::new(),
             sync: SyncRunning::default(),
+            settled,
         };
         runtime.health_view = HealthView::of(&runtime.cluster, &runtime.health);
         runtime.remove_stale_vips().await;
@@ -1082,6 +1087,10 @@ impl Runtime {
             warn!(%peer, "heartbeat silence outlasted SWIM's detection bound with the peer still live: back in the election");
         }
         let settling = now < self.settle_at_ms;
+        if !settling {
+            self.settled
+                .send_if_modified(|s| !std::mem::replace(s, true));
+        }
         let links_up = self.uplinks.values().all(|u| u.up);
         // A node without groups (waiting for the cluster document) is never handed one.
         let ready = !settling

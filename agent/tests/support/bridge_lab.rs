@@ -137,6 +137,11 @@ impl Lab {
     /// `lvs-agent run -c FILE...` and `extra` in node `i`'s namespace (a node file
     /// alone: the node receives the cluster document).
     pub fn start_files(&mut self, i: usize, files: &[&Path], extra: &[&str]) {
+        self.start_env(i, files, extra, &[]);
+    }
+
+    /// [`Lab::start_files`] with more environment variables (e.g. `NOTIFY_SOCKET`).
+    pub fn start_env(&mut self, i: usize, files: &[&Path], extra: &[&str], env: &[(&str, &str)]) {
         let log = fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -153,6 +158,7 @@ impl Lab {
             .args(files.iter().flat_map(|f| [Path::new("-c"), f]))
             .args(extra)
             .env("RUST_LOG", "info,lvs_agent::cluster=debug")
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("log"))
             .stderr(log)
