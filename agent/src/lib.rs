@@ -15,6 +15,7 @@ pub mod metrics;
 pub mod node;
 pub mod notify;
 pub mod ownership;
+pub mod realserver;
 pub mod sim;
 pub mod vip;
 pub mod vrrp;

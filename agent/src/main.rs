@@ -76,8 +76,45 @@ enum Command {
         #[arg(short, long, value_name = "FILE")]
         output: Option<PathBuf>,
     },
+    /// A real server's side of the DR and TUN services (run it on the real servers,
+    /// with the cluster's config): their VIPs on `lo` (DR) or `tunl0` (TUN) and the
+    /// sysctls that keep the host from answering ARP for them.
+    #[command(subcommand)]
+    Realserver(Realserver),
     /// Print the man page (roff), generated from these definitions.
     Man,
+}
+
+#[derive(Subcommand)]
+enum Realserver {
+    /// Put the VIPs of the DR and TUN services that list one of this host's addresses
+    /// on `lo` / `tunl0` (/32) and set `arp_ignore=1`, `arp_announce=2` (and
+    /// `rp_filter=0` for TUN); every change is recorded first, so `down` undoes it
+    /// exactly. Running it again changes only what is missing.
+    Up {
+        /// Config file(s) with the cluster part (the services).
+        #[arg(short = 'c', long = "config", required = true, value_name = "FILE")]
+        config: Vec<PathBuf>,
+        /// The undo record.
+        #[arg(long, value_name = "PATH", default_value = lvs_agent::realserver::DEFAULT_STATE)]
+        state: PathBuf,
+    },
+    /// Undo what `up` did: its addresses removed, the sysctls as they were.
+    Down {
+        /// The undo record.
+        #[arg(long, value_name = "PATH", default_value = lvs_agent::realserver::DEFAULT_STATE)]
+        state: PathBuf,
+    },
+    /// Compare this host with what `up` would set; exit status 1 when something is
+    /// missing.
+    Status {
+        /// Config file(s) with the cluster part (the services).
+        #[arg(short = 'c', long = "config", required = true, value_name = "FILE")]
+        config: Vec<PathBuf>,
+        /// The undo record.
+        #[arg(long, value_name = "PATH", default_value = lvs_agent::realserver::DEFAULT_STATE)]
+        state: PathBuf,
+    },
 }
 
 const DEFAULT_SOCKET: &str = "/run/lvs-agent.sock";
@@ -103,6 +140,7 @@ fn main() -> ExitCode {
         ),
         Command::Status { socket } => control(&socket, Request::Status(StatusRequest {})),
         Command::Keygen { output } => keygen(output.as_deref()),
+        Command::Realserver(action) => realserver(action),
         Command::Man => {
             use clap::CommandFactory as _;
             match clap_mangen::Man::new(Cli::command()).render(&mut std::io::stdout()) {
@@ -112,6 +150,45 @@ fn main() -> ExitCode {
                     ExitCode::FAILURE
                 }
             }
+        }
+    }
+}
+
+fn realserver(action: Realserver) -> ExitCode {
+    use lvs_agent::realserver;
+    let cluster = |files: &[PathBuf]| {
+        lvs_agent::config::load_all(files)
+            .map_err(|e| e.to_string())?
+            .cluster
+            .ok_or_else(|| "the config files give no cluster part (the services)".to_owned())
+    };
+    let done = tokio::runtime::Runtime::new()
+        .map_err(|e| format!("tokio runtime: {e}"))
+        .and_then(|rt| {
+            rt.block_on(async {
+                match action {
+                    Realserver::Up { config, state } => realserver::up(&cluster(&config)?, &state)
+                        .await
+                        .map(|r| (r, true)),
+                    Realserver::Down { state } => realserver::down(&state).await.map(|r| (r, true)),
+                    Realserver::Status { config, state } => {
+                        realserver::status(&cluster(&config)?, &state).await
+                    }
+                }
+            })
+        });
+    match done {
+        Ok((report, ok)) => {
+            print!("{report}");
+            if ok {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            }
+        }
+        Err(e) => {
+            eprintln!("lvs-agent realserver: {e}");
+            ExitCode::FAILURE
         }
     }
 }

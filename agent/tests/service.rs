@@ -1,4 +1,4 @@
-//! Running as a systemd service: the unit file verifies with `systemd-analyze verify`,
+//! Running as a systemd service: the unit files verify with `systemd-analyze verify`,
 //! and a real `lvs-agent run` (in a network namespace, two directors) tells systemd it
 //! is ready, reloading and stopping over `$NOTIFY_SOCKET` as `Type=notify` expects.
 //! Needs root and systemd-analyze; fails without them.
@@ -15,13 +15,21 @@ use support::bridge_lab::Lab;
 const UNIT: &str = "../deploy/systemd/lvs-agent.service";
 
 #[test]
-fn the_unit_file_verifies() {
-    let unit = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join(UNIT))
-        .expect("deploy/systemd/lvs-agent.service");
+fn the_unit_files_verify() {
+    verify(UNIT, &["Type=notify", "ExecReload=/bin/kill -HUP $MAINPID"]);
+    verify(
+        "../deploy/systemd/lvs-realserver.service",
+        &["ExecStop=/usr/bin/lvs-agent realserver down"],
+    );
+}
+
+fn verify(file: &str, lines: &[&str]) {
+    let unit =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join(file)).expect(file);
     // verify checks that ExecStart's binary exists: point it at the one just built.
     let dir = std::env::temp_dir().join(format!("lvs-unit-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join("lvs-agent.service");
+    let path = dir.join(Path::new(file).file_name().unwrap());
     std::fs::write(
         &path,
         unit.replace("/usr/bin/lvs-agent", env!("CARGO_BIN_EXE_lvs-agent")),
@@ -35,11 +43,11 @@ fn the_unit_file_verifies() {
     std::fs::remove_dir_all(&dir).unwrap();
     assert!(
         out.status.success() && out.stderr.is_empty(),
-        "systemd-analyze verify: {}",
+        "systemd-analyze verify {file}: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    for line in ["Type=notify", "ExecReload=/bin/kill -HUP $MAINPID"] {
-        assert!(unit.contains(line), "the unit has {line}");
+    for line in lines {
+        assert!(unit.contains(line), "{file} has {line}");
     }
 }
 
