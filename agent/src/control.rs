@@ -30,7 +30,7 @@ use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
 use crate::cluster::ClusterHandle;
-use crate::config::NodeConfig;
+use crate::config::{ControlTls, NodeConfig};
 use crate::document::{Document, Stamp};
 use crate::ipvs::listing;
 use crate::metrics::{Metrics, Transport};
@@ -62,11 +62,7 @@ pub struct Listeners {
 pub async fn bind(node: &NodeConfig) -> anyhow::Result<Listeners> {
     let quic = match &node.control_tls {
         Some(tls) => {
-            let files = TlsFiles {
-                ca: tls.ca.clone(),
-                cert: tls.cert.clone(),
-                key: tls.key.clone(),
-            };
+            let files = tls.files();
             let config = Identity::load(&files)
                 .and_then(|id| id.server_config())
                 .context("node.control_tls")?;
@@ -113,11 +109,7 @@ impl Api {
             node_id: node.id.to_string(),
             cluster,
             documents,
-            tls: node.control_tls.as_ref().map(|t| TlsFiles {
-                ca: t.ca.clone(),
-                cert: t.cert.clone(),
-                key: t.key.clone(),
-            }),
+            tls: node.control_tls.as_ref().map(ControlTls::files),
         }
     }
 

@@ -17,7 +17,7 @@ use std::net::IpAddr;
 use std::path::Path;
 
 use crate::config::{ClusterConfig, Forwarding};
-use crate::vip::addr::{AddrControl, Vip};
+use crate::vip::addr::{AddrControl, Link, Vip};
 
 /// Default state file: under /run, gone at reboot like the addresses themselves.
 pub const DEFAULT_STATE: &str = "/run/lvs-mesh/realserver.state";
@@ -209,6 +209,17 @@ fn device_error(device: &str, e: impl std::fmt::Display) -> String {
     }
 }
 
+/// The addresses on `link`.
+async fn addresses_on(control: &AddrControl, link: &Link) -> Result<BTreeSet<IpAddr>, String> {
+    Ok(control
+        .list(link)
+        .await
+        .map_err(|e| device_error(&link.name, e))?
+        .into_iter()
+        .map(|a| a.addr)
+        .collect())
+}
+
 /// Sets this host up for `cluster`'s DR and TUN services; says what it changed. Each
 /// change is in the undo record at `state` before it is made.
 pub async fn up(cluster: &ClusterConfig, state: &Path) -> Result<String, String> {
@@ -230,13 +241,7 @@ pub async fn up(cluster: &ClusterConfig, state: &Path) -> Result<String, String>
             .link(device)
             .await
             .map_err(|e| device_error(device, e))?;
-        let present: BTreeSet<IpAddr> = control
-            .list(&link)
-            .await
-            .map_err(|e| device_error(device, e))?
-            .into_iter()
-            .map(|a| a.addr)
-            .collect();
+        let present = addresses_on(&control, &link).await?;
         for (vip, users) in vips.iter().filter(|(vip, _)| !present.contains(vip)) {
             undo.addrs.insert(((*device).to_owned(), *vip));
             undo.write(state)?;
@@ -301,14 +306,9 @@ pub async fn status(cluster: &ClusterConfig, state: &Path) -> Result<(String, bo
     let mut up = true;
     let control = AddrControl::connect().map_err(|e| e.to_string())?;
     for (device, vips) in &plan.vips {
-        let present: BTreeSet<IpAddr> = match control.link(device).await {
-            Ok(link) => control
-                .list(&link)
-                .await
-                .map_err(|e| device_error(device, e))?
-                .into_iter()
-                .map(|a| a.addr)
-                .collect(),
+        // A device that is not there holds nothing.
+        let present = match control.link(device).await {
+            Ok(link) => addresses_on(&control, &link).await?,
             Err(_) => BTreeSet::new(),
         };
         for (vip, users) in vips {

@@ -108,6 +108,17 @@ pub struct ControlTls {
     pub key: PathBuf,
 }
 
+impl ControlTls {
+    /// The same files, as the control crate's client and server load them.
+    pub fn files(&self) -> lvs_control::quic::TlsFiles {
+        lvs_control::quic::TlsFiles {
+            ca: self.ca.clone(),
+            cert: self.cert.clone(),
+            key: self.key.clone(),
+        }
+    }
+}
+
 fn default_heartbeat_interval() -> Duration {
     Duration::from_millis(100)
 }

@@ -16,7 +16,7 @@ use lvs_control::quic::TlsFiles;
 use lvs_proto::v1::{control_reply::Reply, control_request::Request, ConfigGetRequest};
 use tokio::sync::mpsc;
 
-use crate::config::NodeConfig;
+use crate::config::{ControlTls, NodeConfig};
 use crate::document::{Document, Offer, Stamp};
 
 /// A failed fetch is tried again this much later: long enough not to hammer an
@@ -94,11 +94,7 @@ pub fn spawn_fetch(
     node: &NodeConfig,
     done: mpsc::Sender<(Offer, Result<Document, String>)>,
 ) {
-    let Some(tls) = node.control_tls.as_ref().map(|t| TlsFiles {
-        ca: t.ca.clone(),
-        cert: t.cert.clone(),
-        key: t.key.clone(),
-    }) else {
+    let Some(tls) = node.control_tls.as_ref().map(ControlTls::files) else {
         return;
     };
     tokio::spawn(async move {
