@@ -1,11 +1,17 @@
 //! Who holds each VIP, measured from the interfaces and the wire.
 //!
-//! A [`Recorder`] runs `ip -ts -o monitor address` inside every director namespace (one
-//! reader thread each; every line carries the time ip read it from the kernel), takes an
-//! `ip -o addr show` snapshot so the starting state is known, and runs
-//! `tcpdump -l -n -e -t -i br0 arp` in the bridge namespace to see gratuitous ARPs
-//! (sender MAC, VIP). Polling `ip addr` every 50 ms would miss an overlap shorter
-//! than the period; the monitor reports every change as the kernel makes it.
+//! A [`Recorder`] runs one `ip -ts -o monitor address all-nsid` in its own namespace,
+//! with every director namespace given a namespace id there (`ip netns set NS auto`):
+//! the kernel queues every director's address changes on that one netlink socket in
+//! the order it made them, so a hand-over's delete on the old holder is read before
+//! the new holder's add, however late the reader runs. (One monitor per namespace,
+//! stamped by each process as it woke, once put a delete 6.5 ms after the add that
+//! followed it: a false overlap.) Each line carries the time ip read it from the
+//! kernel. The recorder also takes an `ip -o addr show` snapshot so the starting state
+//! is known, and runs `tcpdump -l -n -e -t -i br0 arp` in the bridge namespace to see
+//! gratuitous ARPs (sender MAC, VIP). Polling `ip addr` every 50 ms would miss an
+//! overlap shorter than the period; the monitor reports every change as the kernel
+//! makes it.
 //!
 //! [`analyse`] is pure: given the starting holders and the events of one VIP it
 //! returns the holder set over a window, the longest time with two or more holders,
@@ -116,14 +122,6 @@ pub fn fmt_ms(d: Duration) -> String {
     }
 }
 
-/// How finely events in two namespaces can be ordered. Each director's `ip monitor`
-/// stamps a change when its own process wakes up to read it; on a loaded 2-core
-/// machine two such wake-ups differ by up to about a millisecond. A hand-over puts
-/// the old holder's delete before the new holder's add (the delete returns before the
-/// hand-over is sent), so an overlap shorter than this is the stamps' jitter, not two
-/// holders.
-pub const ORDER_RESOLUTION: Duration = Duration::from_millis(1);
-
 /// Holder sets of `vip` over `[from, to]`, from the starting `initial` holders and
 /// `events` (any order; only `vip`'s and those of `nodes`, when given, count).
 pub fn analyse(
@@ -212,22 +210,46 @@ fn longest_run(
 }
 
 /// `[Deleted ]N: IFACE    inet|inet6 ADDR/LEN ...` from `ip -o monitor address` or
-/// `ip -o addr show`: (added, interface, address).
-pub fn parse_addr_line(line: &str) -> Option<(bool, String, IpAddr)> {
+/// `ip -o addr show`: (added, interface index, address). The index, not the name:
+/// `ip monitor all-nsid` prints the name its own namespace gives the index.
+pub fn parse_addr_line(line: &str) -> Option<(bool, u32, IpAddr)> {
     let (added, line) = match line.strip_prefix("Deleted ") {
         Some(rest) => (false, rest),
         None => (true, line),
     };
     let mut words = line.split_whitespace();
-    let index = words.next()?;
-    index.strip_suffix(':')?.parse::<u32>().ok()?;
-    let iface = words.next()?.to_owned();
+    let index = words.next()?.strip_suffix(':')?.parse::<u32>().ok()?;
+    words.next()?;
     let family = words.next()?;
     if family != "inet" && family != "inet6" {
         return None;
     }
     let addr = words.next()?.split('/').next()?.parse().ok()?;
-    Some((added, iface, addr))
+    Some((added, index, addr))
+}
+
+/// Splits `ip monitor all-nsid`'s `[nsid N]` prefix off a line: the namespace id, and
+/// the rest. Lines from the monitor's own namespace carry none.
+pub fn split_nsid(line: &str) -> (Option<u32>, &str) {
+    line.strip_prefix("[nsid ")
+        .and_then(|rest| {
+            let (id, after) = rest.split_once(']')?;
+            Some((id.parse().ok()?, after.trim_start()))
+        })
+        .map_or((None, line), |(id, rest)| (Some(id), rest))
+}
+
+/// `N: NAME[@PEER]: <FLAGS> ...` lines of `ip -o link show`: index to name.
+pub fn parse_link_names(listing: &str) -> BTreeMap<u32, String> {
+    listing
+        .lines()
+        .filter_map(|line| {
+            let mut words = line.split_whitespace();
+            let index = words.next()?.strip_suffix(':')?.parse().ok()?;
+            let name = words.next()?.strip_suffix(':')?;
+            Some((index, name.split('@').next()?.to_owned()))
+        })
+        .collect()
 }
 
 /// Microseconds since the Unix epoch, now.
@@ -296,11 +318,64 @@ pub struct Recorder {
     t0: Instant,
     /// `t0` on the wall clock (µs since the epoch), for ip's `-ts` stamps.
     t0_unix: u64,
-    /// The directors' interface the VIPs go on.
-    iface: String,
     children: Vec<Child>,
     threads: Vec<JoinHandle<()>>,
     log: Arc<Mutex<Recording>>,
+    /// The watched namespaces by their id in the recorder's namespace.
+    watched: Arc<Mutex<BTreeMap<u32, Watched>>>,
+}
+
+/// A director namespace the monitor reports on.
+struct Watched {
+    label: String,
+    ns: String,
+    /// Interface names by index, listed when watching began and again at the first
+    /// event on an unknown index (an interface re-created since).
+    links: BTreeMap<u32, String>,
+}
+
+impl Watched {
+    fn link_name(&mut self, index: u32) -> Option<&str> {
+        if !self.links.contains_key(&index) {
+            self.links.extend(link_names(&self.ns));
+        }
+        self.links.get(&index).map(String::as_str)
+    }
+}
+
+/// The interfaces of namespace `ns` by index.
+fn link_names(ns: &str) -> BTreeMap<u32, String> {
+    let out = Command::new("ip")
+        .args(["-n", ns, "-o", "link", "show"])
+        .output()
+        .expect("run ip link show");
+    parse_link_names(&String::from_utf8_lossy(&out.stdout))
+}
+
+/// The id namespace `ns` has in this one, assigned first if it has none.
+fn nsid_of(ns: &str) -> u32 {
+    let listed = || -> Option<u32> {
+        let out = Command::new("ip")
+            .args(["netns", "list"])
+            .output()
+            .expect("run ip netns list");
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .find_map(|line| {
+                let (name, rest) = line.split_once(' ')?;
+                let id = rest.strip_prefix("(id: ")?.strip_suffix(')')?;
+                (name == ns).then(|| id.parse().ok())?
+            })
+    };
+    if let Some(id) = listed() {
+        return id;
+    }
+    let status = Command::new("ip")
+        .args(["netns", "set", ns, "auto"])
+        .status()
+        .expect("run ip netns set");
+    assert!(status.success(), "ip netns set {ns} auto: {status}");
+    listed().unwrap_or_else(|| panic!("namespace {ns} has no id after ip netns set"))
 }
 
 impl Recorder {
@@ -310,11 +385,12 @@ impl Recorder {
         let mut recorder = Recorder {
             t0: Instant::now(),
             t0_unix: unix_micros_now(),
-            iface: iface.to_owned(),
             children: Vec::new(),
             threads: Vec::new(),
             log: Arc::new(Mutex::new(Recording::default())),
+            watched: Arc::default(),
         };
+        recorder.monitor(iface);
         for (label, ns) in directors {
             recorder.watch(label, ns);
         }
@@ -381,30 +457,47 @@ impl Recorder {
                 }
             }
         }
+        // The reader waits on this lock, so nothing from `ns` goes unattributed.
+        let mut watched = self.watched.lock().expect("watched namespaces");
+        watched.retain(|_, w| w.label != label);
+        let id = nsid_of(ns);
+        let links = link_names(ns);
+        watched.insert(
+            id,
+            Watched {
+                label: label.to_owned(),
+                ns: ns.to_owned(),
+                links,
+            },
+        );
+    }
+
+    /// Starts the one address monitor and its reader: events on `iface` of the watched
+    /// namespaces go into the recording.
+    fn monitor(&mut self, iface: &str) {
         // `-ts`: ip stamps each message as it reads it from the kernel, so the reader
-        // thread's own scheduling delay (milliseconds on a loaded machine, enough to
-        // invert two namespaces' events) does not count. ip itself runs at real-time
-        // priority (SCHED_FIFO 10): at normal priority, three busy agents on two cores
-        // delayed its read, and so its stamp, by 7.8 ms once (an apparent overlap at a
-        // hand-over whose agents' logs show the release first).
+        // thread's own scheduling delay does not count. Real-time priority (SCHED_FIFO
+        // 10) keeps the stamps close to the changes when three busy agents share two
+        // cores; the order never depended on it.
         let mut child = Command::new("chrt")
             .env("TZ", "UTC")
-            .args(["-f", "10", "ip", "netns", "exec", ns])
-            .args(["ip", "-ts", "-o", "monitor", "address"])
+            .args([
+                "-f", "10", "ip", "-ts", "-o", "monitor", "address", "all-nsid",
+            ])
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             // A refused priority (chrt: "failed to set pid 0's policy") shows here.
             .stderr(Stdio::inherit())
             .spawn()
-            .unwrap_or_else(|e| panic!("start chrt -f 10 ip monitor in {ns}: {e}"));
+            .unwrap_or_else(|e| panic!("start chrt -f 10 ip monitor all-nsid: {e}"));
         let stdout = child.stdout.take().expect("piped stdout");
         self.children.push(child);
-        let (log, t0, t0_unix, label, iface) = (
+        let (log, watched, t0, t0_unix, iface) = (
             Arc::clone(&self.log),
+            Arc::clone(&self.watched),
             self.t0,
             self.t0_unix,
-            label.to_owned(),
-            self.iface.clone(),
+            iface.to_owned(),
         );
         self.threads.push(std::thread::spawn(move || {
             for line in BufReader::new(stdout).lines().map_while(Result::ok) {
@@ -413,13 +506,20 @@ impl Recorder {
                 let at = stamp.map_or(arrived, |us| {
                     Duration::from_micros(us.saturating_sub(t0_unix))
                 });
-                let Some((added, on, addr)) = parse_addr_line(line) else {
+                let (Some(id), line) = split_nsid(line) else {
                     continue;
                 };
-                if on == iface {
+                let Some((added, index, addr)) = parse_addr_line(line) else {
+                    continue;
+                };
+                let mut watched = watched.lock().expect("watched namespaces");
+                let Some(w) = watched.get_mut(&id) else {
+                    continue;
+                };
+                if w.link_name(index) == Some(iface.as_str()) {
                     log.lock().expect("recording").events.push(AddrEvent {
                         at,
-                        node: label.clone(),
+                        node: w.label.clone(),
                         addr,
                         added,
                     });

@@ -22,7 +22,7 @@
 //! fail-back, longest time with two holders, longest stall, connections lost per
 //! batch; `deploy/bench/seed-ha` tabulates them). Holders are recorded from the
 //! directors' interfaces (`lvs_tests::holders`).
-use crate::holders::{fmt_ms, Recorder, Summary, ORDER_RESOLUTION};
+use crate::holders::{fmt_ms, Recorder, Summary};
 use crate::ipvsadm::connections_from;
 use crate::scenario::Ctx;
 use crate::scenarios::agent::{cluster_key, note_log_tail, wait_until, Agent, Background, Stream};
@@ -492,7 +492,7 @@ impl Cycle<'_> {
         // on either side, the returning director takes its VIP back by VRRP
         // preemption.
         let two_bound = if agents_only {
-            ORDER_RESOLUTION
+            Duration::ZERO
         } else {
             PREEMPTION_OVERLAP
         };
