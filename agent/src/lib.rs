@@ -10,6 +10,7 @@ pub mod control;
 pub mod document;
 pub mod health;
 pub mod ipvs;
+pub mod keepalived;
 pub mod membership;
 pub mod metrics;
 pub mod node;

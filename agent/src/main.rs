@@ -81,6 +81,39 @@ enum Command {
     /// sysctls that keep the host from answering ARP for them.
     #[command(subcommand)]
     Realserver(Realserver),
+    /// Translate keepalived.conf files, one per director (`include`s followed), into a
+    /// cluster file and one node file per director. Every keepalived statement that
+    /// is not imported, or only approximately, becomes a comment saying why, and is
+    /// listed on stderr. The files are checked as check-config would; on any error
+    /// nothing is written.
+    ImportKeepalived {
+        /// A director's keepalived.conf; `ID=FILE` names its node id (default: the
+        /// file name without `.conf`), which `@ID` conditional lines are matched with.
+        #[arg(required_unless_present = "keywords", value_name = "[ID=]FILE")]
+        files: Vec<String>,
+        /// A director's own address (gossip, control, sync), where its config names
+        /// none (unicast_src_ip or mcast_src_ip); repeat per director.
+        #[arg(long = "address", value_name = "ID=ADDRESS")]
+        addresses: Vec<String>,
+        /// A director's interface (`[node] interface`), over the one its config
+        /// suggests (its lvs_sync_daemon's, else its first vrrp_instance's); repeat per
+        /// director.
+        #[arg(long = "interface", value_name = "ID=NAME")]
+        interfaces: Vec<String>,
+        /// `[cluster] name`.
+        #[arg(long, default_value = "keepalived")]
+        cluster_name: String,
+        /// The cluster key file the node files name (`lvs-agent keygen -o FILE`).
+        #[arg(long, value_name = "FILE", default_value = "/etc/lvs-mesh/cluster.key")]
+        key_file: String,
+        /// Write cluster.toml and ID.toml into this directory (created if missing; an
+        /// existing file there stops the import); without it the files go to stdout.
+        #[arg(long, value_name = "DIR")]
+        out: Option<PathBuf>,
+        /// Print what becomes of every keepalived keyword (a Markdown table) and exit.
+        #[arg(long)]
+        keywords: bool,
+    },
     /// Print the man page (roff), generated from these definitions.
     Man,
 }
@@ -141,6 +174,28 @@ fn main() -> ExitCode {
         Command::Status { socket } => control(&socket, Request::Status(StatusRequest {})),
         Command::Keygen { output } => keygen(output.as_deref()),
         Command::Realserver(action) => realserver(action),
+        Command::ImportKeepalived {
+            files,
+            addresses,
+            interfaces,
+            cluster_name,
+            key_file,
+            out,
+            keywords,
+        } => {
+            if keywords {
+                print!("{}", lvs_agent::keepalived::keywords::markdown());
+                return ExitCode::SUCCESS;
+            }
+            import_keepalived(
+                &files,
+                &addresses,
+                &interfaces,
+                cluster_name,
+                key_file,
+                out.as_deref(),
+            )
+        }
         Command::Man => {
             use clap::CommandFactory as _;
             match clap_mangen::Man::new(Cli::command()).render(&mut std::io::stdout()) {
@@ -202,6 +257,75 @@ fn keygen(output: Option<&Path>) -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("lvs-agent keygen: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn import_keepalived(
+    files: &[String],
+    addresses: &[String],
+    interfaces: &[String],
+    cluster_name: String,
+    key_file: String,
+    out: Option<&Path>,
+) -> ExitCode {
+    use lvs_agent::keepalived;
+    let result = addresses
+        .iter()
+        .map(|a| keepalived::parse_address_arg(a))
+        .collect::<Result<_, _>>()
+        .and_then(|addresses| {
+            let interfaces = interfaces
+                .iter()
+                .map(|a| keepalived::parse_interface_arg(a))
+                .collect::<Result<_, _>>()?;
+            keepalived::run(&keepalived::Request {
+                files: files
+                    .iter()
+                    .map(|f| keepalived::parse_file_arg(f))
+                    .collect(),
+                addresses,
+                interfaces,
+                cluster_name,
+                key_file,
+            })
+        })
+        .and_then(|imported| {
+            match out {
+                Some(dir) => keepalived::write(dir, &imported.files)?,
+                None => {
+                    for (name, text) in &imported.files {
+                        println!("# ==> {name} <==\n{text}");
+                    }
+                }
+            }
+            Ok(imported)
+        });
+    match result {
+        Ok(imported) => {
+            let names: Vec<&str> = imported.files.iter().map(|(n, _)| n.as_str()).collect();
+            if let Some(dir) = out {
+                eprintln!(
+                    "lvs-agent import-keepalived: wrote {} in {}",
+                    names.join(", "),
+                    dir.display()
+                );
+            }
+            if !imported.notes.is_empty() {
+                eprintln!(
+                    "lvs-agent import-keepalived: {} statements not imported or only approximately \
+                     (each is a comment in the files):",
+                    imported.notes.len()
+                );
+                for note in &imported.notes {
+                    eprintln!("  {note}");
+                }
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("lvs-agent import-keepalived: {e}");
             ExitCode::FAILURE
         }
     }
