@@ -142,21 +142,32 @@ impl Lab {
 
     /// [`Lab::start_files`] with more environment variables (e.g. `NOTIFY_SOCKET`).
     pub fn start_env(&mut self, i: usize, files: &[&Path], extra: &[&str], env: &[(&str, &str)]) {
+        let mut args = vec!["run".to_owned()];
+        for f in files {
+            args.push("-c".to_owned());
+            args.push(f.display().to_string());
+        }
+        args.extend(extra.iter().map(|a| a.to_string()));
+        self.start_program(i, Path::new(env!("CARGO_BIN_EXE_lvs-agent")), &args, env);
+    }
+
+    /// Starts `program args` as node `i`'s agent (an installed binary, say).
+    pub fn start_program(
+        &mut self,
+        i: usize,
+        program: &Path,
+        args: &[String],
+        env: &[(&str, &str)],
+    ) {
         let log = fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(self.log(i))
             .expect("agent log");
         let child = Command::new("ip")
-            .args([
-                "netns",
-                "exec",
-                &self.ns(i),
-                env!("CARGO_BIN_EXE_lvs-agent"),
-                "run",
-            ])
-            .args(files.iter().flat_map(|f| [Path::new("-c"), f]))
-            .args(extra)
+            .args(["netns", "exec", &self.ns(i)])
+            .arg(program)
+            .args(args)
             .env("RUST_LOG", "info,lvs_agent::cluster=debug")
             .envs(env.iter().copied())
             .stdin(Stdio::null())
