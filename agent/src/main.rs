@@ -91,8 +91,9 @@ enum Command {
         /// file name without `.conf`), which `@ID` conditional lines are matched with.
         #[arg(required_unless_present = "keywords", value_name = "[ID=]FILE")]
         files: Vec<String>,
-        /// A director's own address (gossip, control, sync), where its config names
-        /// none (unicast_src_ip or mcast_src_ip); repeat per director.
+        /// A director's own address (gossip, control, sync), over the one its config
+        /// names (unicast_src_ip or mcast_src_ip); needed where it names none; repeat
+        /// per director.
         #[arg(long = "address", value_name = "ID=ADDRESS")]
         addresses: Vec<String>,
         /// A director's interface (`[node] interface`), over the one its config

@@ -61,9 +61,11 @@ const PHASE: Duration = Duration::from_secs(4);
 /// times slower than hardware (an address add takes 50 ms), so hand-overs that take
 /// 1-3 ms on a host (deploy/bench/faults) take about 100 ms here. They catch a
 /// regression to the behaviour of old (2 s without holder at every fail-back); the
-/// figures themselves are deploy/bench/seed-ha's.
+/// figures themselves are deploy/bench/seed-ha's. Fail-back gaps here are mostly
+/// 100-200 ms, but one of 593 ms was seen (a whole run's other cycle: 158 ms), so the
+/// bound sits at half the old 2 s.
 const FAILOVER_SANITY: Duration = Duration::from_millis(1500);
-const FAILBACK_GAP_SANITY: Duration = Duration::from_millis(500);
+const FAILBACK_GAP_SANITY: Duration = Duration::from_millis(1000);
 /// With keepalived on either side, a crash is seen when the crashed master's adverts
 /// stop: after Master_Down_Interval, 3 x advert_int (1 s in the seed) plus the skew
 /// time (0.65 s at priority 90), and a second for the VM.
