@@ -194,14 +194,12 @@ pub fn run(ctx: &mut Ctx) -> Result<()> {
     let end = rec.now();
 
     let mut lost = 0;
+    let mut streams = Vec::new();
     for (vip, index) in clients {
         let summary: StreamSummary = procs.stop(ctx, index)?.parse()?;
         let n = summary.resets + summary.errors;
         lost += n;
-        ctx.check(
-            summary.conns == u32::from(CONNS) && n == 0,
-            format!("connections to {vip} through every step: {n} of {CONNS} lost ({summary})"),
-        )?;
+        streams.push((vip, summary, n));
     }
     let mut worst = (Duration::ZERO, String::new());
     for vip in &vips {
@@ -221,22 +219,15 @@ pub fn run(ctx: &mut Ctx) -> Result<()> {
         fmt_ms(longest_stall()),
         fmt_ms(bound)
     ));
-    if worst.0 > bound {
-        for entry in std::fs::read_dir(std::env::temp_dir())?.flatten() {
-            let name = entry.file_name().to_string_lossy().into_owned();
-            if !name.starts_with("lvs-agent-") {
-                continue;
-            }
-            let text = std::fs::read_to_string(entry.path()).unwrap_or_default();
-            ctx.sh.note(format!("--- {name}"));
-            for l in text.lines().filter(|l| {
-                ["group=", "presum", "silence", "non-agent", "stalled"]
-                    .iter()
-                    .any(|k| l.contains(k))
-            }) {
-                ctx.sh.note(format!("  | {l}"));
-            }
-        }
+    // Either failure is read from the agents' ownership lines: print them first.
+    if worst.0 > bound || lost > 0 {
+        ownership_lines(ctx)?;
+    }
+    for (vip, summary, n) in streams {
+        ctx.check(
+            summary.conns == u32::from(CONNS) && n == 0,
+            format!("connections to {vip} through every step: {n} of {CONNS} lost ({summary})"),
+        )?;
     }
     ctx.check(
         worst.0 <= bound,
@@ -248,6 +239,27 @@ pub fn run(ctx: &mut Ctx) -> Result<()> {
     )?;
     for a in agents.into_iter().flatten() {
         a.stop(ctx)?;
+    }
+    Ok(())
+}
+
+/// Every agent log's ownership lines (groups, presumptions, silences, stalls) on the
+/// console.
+fn ownership_lines(ctx: &mut Ctx) -> Result<()> {
+    for entry in std::fs::read_dir(std::env::temp_dir())?.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if !name.starts_with("lvs-agent-") {
+            continue;
+        }
+        let text = std::fs::read_to_string(entry.path()).unwrap_or_default();
+        ctx.sh.note(format!("--- {name}"));
+        for l in text.lines().filter(|l| {
+            ["group=", "presum", "silence", "non-agent", "stalled"]
+                .iter()
+                .any(|k| l.contains(k))
+        }) {
+            ctx.sh.note(format!("  | {l}"));
+        }
     }
     Ok(())
 }
