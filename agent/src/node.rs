@@ -356,11 +356,8 @@ pub async fn run(config_files: &[PathBuf]) -> anyhow::Result<()> {
     let mut term = signal(SignalKind::terminate()).context("SIGTERM handler")?;
     let mut int = signal(SignalKind::interrupt()).context("SIGINT handler")?;
     info!(
-        "running as {} in cluster {:?} ({}): {} services, {} distinct health checks, drift check every {:?}",
-        config.node.id,
-        config.cluster.name,
-        config.document.stamp(),
-        config.cluster.services.len(),
+        "running as {}, {} distinct health checks, drift check every {:?}",
+        config.summary(),
         config.checks.len(),
         config.node.reconcile_interval
     );

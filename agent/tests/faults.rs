@@ -1,10 +1,10 @@
 //! The fault matrix (issue 7): real `lvs-agent run` processes in network namespaces
 //! on one bridge (192.0.2.0/24, VIPs 198.51.100.x, no route out), one fault per test.
-//! Each test waits for the cluster to settle, starts a [`Recorder`] (address changes
-//! from `ip monitor` in every director, gratuitous ARPs on the bridge), applies the
-//! fault, observes for a bounded time and asserts the issue's bounds on what was
-//! recorded: the longest time with two holders of a VIP, the longest time with none,
-//! holder changes, GARP senders. Every test prints one parseable line first:
+//! Each test waits for the cluster to settle, starts a [`Recorder`] (every director's
+//! address changes from one `ip monitor all-nsid`, gratuitous ARPs on the bridge),
+//! applies the fault, observes for a bounded time and asserts the issue's bounds on
+//! what was recorded: the longest time with two holders of a VIP, the longest time
+//! with none, holder changes, GARP senders. Every test prints one parseable line first:
 //!
 //! `faults: agent SCENARIO two_holders_ms=N no_holder_ms=N changes=N [more=..]`
 //!

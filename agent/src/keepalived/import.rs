@@ -1386,11 +1386,10 @@ fn merge_services(views: &[View]) -> Result<Vec<(String, Location, Option<IpAddr
 
 /// The [sync] keys, which every director with an lvs_sync_daemon must give alike.
 fn merge_sync(views: &[View]) -> Result<Option<Vec<(&'static str, String)>>, ImportError> {
-    let mut merged: Option<(&SyncDaemon, &View)> = None;
-    for v in views {
-        let Some(d) = &v.sync else { continue };
+    let mut merged: Option<&SyncDaemon> = None;
+    for d in views.iter().filter_map(|v| v.sync.as_ref()) {
         match merged {
-            Some((m, _)) if m.keys != d.keys => {
+            Some(m) if m.keys != d.keys => {
                 return err(
                     &d.at,
                     format!(
@@ -1400,10 +1399,10 @@ fn merge_sync(views: &[View]) -> Result<Option<Vec<(&'static str, String)>>, Imp
                 );
             }
             Some(_) => {}
-            None => merged = Some((d, v)),
+            None => merged = Some(d),
         }
     }
-    Ok(merged.map(|(d, _)| d.keys.clone()))
+    Ok(merged.map(|d| d.keys.clone()))
 }
 
 fn cluster_file(
