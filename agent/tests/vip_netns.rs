@@ -90,10 +90,11 @@ mod netns {
             ip(&all)
         }
 
-        fn exec(&self, ns: &str, command: &[&str]) {
+        /// `ip netns exec NS COMMAND...`, panicking on failure; returns stdout.
+        pub fn exec(&self, ns: &str, command: &[&str]) -> String {
             let mut all = vec!["netns", "exec", ns];
             all.extend_from_slice(command);
-            ip(&all);
+            ip(&all)
         }
     }
 
@@ -457,4 +458,112 @@ fn link_watch_sees_carrier_loss_admin_down_and_removal() {
     pair.ip(&pair.a, &["link", "del", "eth0"]);
     assert_eq!(next(), LinkEvent::Removed);
     watcher.join().unwrap();
+}
+
+/// Sends one bare TCP segment (`flags`) from 192.0.2.1:40000 to `dst`:9 on a raw
+/// socket in the calling thread's namespace, and says whether a reset came back within
+/// half a second.
+fn reset_for(dst: Ipv4Addr, flags: u8) -> bool {
+    let src = Ipv4Addr::new(192, 0, 2, 1);
+    let (sport, dport) = (40000u16, 9u16);
+    let mut seg = [0u8; 20];
+    seg[0..2].copy_from_slice(&sport.to_be_bytes());
+    seg[2..4].copy_from_slice(&dport.to_be_bytes());
+    seg[4..8].copy_from_slice(&1u32.to_be_bytes());
+    seg[8..12].copy_from_slice(&1u32.to_be_bytes());
+    seg[12] = 5 << 4;
+    seg[13] = flags;
+    seg[14..16].copy_from_slice(&1024u16.to_be_bytes());
+    // The checksum covers the pseudo-header (addresses, protocol, length) and the
+    // segment, in 16-bit ones' complement.
+    let mut sum: u32 = 6 + seg.len() as u32;
+    for pair in src
+        .octets()
+        .chunks(2)
+        .chain(dst.octets().chunks(2))
+        .chain(seg.chunks(2))
+    {
+        sum += u32::from(u16::from_be_bytes([pair[0], pair[1]]));
+    }
+    while sum > 0xffff {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    seg[16..18].copy_from_slice(&(!(sum as u16)).to_be_bytes());
+    let socket = Socket::new(Domain::IPV4, Type::RAW, Some(Protocol::TCP)).unwrap();
+    socket
+        .set_read_timeout(Some(Duration::from_millis(100)))
+        .unwrap();
+    socket
+        .send_to(&seg, &std::net::SocketAddr::new(dst.into(), 0).into())
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_millis(500);
+    let mut buf = [0u8; 1500];
+    while std::time::Instant::now() < deadline {
+        let Ok(n) = (&socket).read(&mut buf) else {
+            continue;
+        };
+        let ihl = usize::from(buf[0] & 0x0f) * 4;
+        let tcp = &buf[ihl..n];
+        if buf[12..16] == dst.octets()
+            && tcp.len() >= 14
+            && u16::from_be_bytes([tcp[0], tcp[1]]) == dport
+            && u16::from_be_bytes([tcp[2], tcp[3]]) == sport
+            && tcp[13] & 0x04 != 0
+        {
+            return true;
+        }
+    }
+    false
+}
+
+const ACK: u8 = 0x10;
+const SYN: u8 = 0x02;
+
+/// The hand-over guard against the kernel's nftables: a TCP segment without SYN to a
+/// guarded local VIP with no socket behind it is dropped instead of reset; a SYN is
+/// still refused; a guard for a window ends by itself; teardown removes the table.
+#[test]
+fn the_hand_over_guard_drops_unknown_segments_for_its_window() {
+    use lvs_agent::vip::guard::{Guard, Op, TABLE};
+    support::netns::require_program("nft");
+    let pair = Pair::new("guard");
+    let vip = Ipv4Addr::new(192, 0, 2, 100);
+    pair.ip(&pair.b, &["addr", "add", "192.0.2.100/32", "dev", "eth0"]);
+    let probe = |flags| netns::run_in(&pair.a, move || async move { reset_for(vip, flags) });
+    assert!(
+        probe(ACK),
+        "unguarded: the kernel resets a segment it has no socket for"
+    );
+
+    let guard = |ops: Vec<Op>| {
+        netns::run_in(&pair.b, move || async move {
+            let guard = Guard::start(&BTreeSet::from([IpAddr::V4(vip)]));
+            guard.apply_now(ops).await;
+        })
+    };
+    guard(Vec::new());
+    assert!(!probe(ACK), "guarded: dropped, no reset");
+    let listed = pair.exec(&pair.b, &["nft", "list", "table", "inet", TABLE]);
+    assert!(
+        listed.contains("counter packets 1 "),
+        "one segment counted:\n{listed}"
+    );
+    assert!(probe(SYN), "a SYN is refused as before");
+
+    guard(vec![Op::For(vip.into(), Duration::from_millis(1500))]);
+    assert!(!probe(ACK), "within the window: dropped");
+    std::thread::sleep(Duration::from_millis(1500));
+    assert!(probe(ACK), "after the window: reset again");
+
+    guard(vec![Op::Forget(vip.into())]);
+    assert!(probe(ACK), "forgotten: reset");
+
+    netns::run_in(&pair.b, move || async move {
+        Guard::start(&BTreeSet::new()).teardown().await;
+    });
+    let tables = pair.exec(&pair.b, &["nft", "list", "tables"]);
+    assert!(
+        !tables.contains(TABLE),
+        "teardown leaves no table: {tables}"
+    );
 }

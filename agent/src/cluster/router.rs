@@ -130,6 +130,10 @@ pub enum Input<'a> {
     PresumedDown(&'a str),
     /// Planned stop: release, handing over to `heir`.
     Shutdown { heir: Option<String> },
+    /// This node ran `late_ms` after a wake it was due (a loaded host, a paused VM):
+    /// the adverts that arrived meanwhile wait unread, so the stall is no evidence
+    /// that the heard master went quiet.
+    Stalled { late_ms: u64 },
 }
 
 /// What the runtime must do, in order.
@@ -234,6 +238,12 @@ impl Router {
         settings: &Settings,
         now_ms: u64,
     ) -> Result<Vec<Effect>, Mismatch> {
+        if let Input::Stalled { late_ms } = input {
+            // Before the expiry below: a master heard when the stall began is still
+            // followed.
+            self.stalled(late_ms, settings, now_ms);
+            return Ok(Vec::new());
+        }
         if self.heard.as_ref().is_some_and(|h| h.until_ms <= now_ms) {
             self.heard = None;
         }
@@ -266,6 +276,7 @@ impl Router {
                 }
                 Vec::new()
             }
+            Input::Stalled { .. } => Vec::new(),
             Input::Shutdown { heir } => {
                 let was_master = self.state == State::Master;
                 self.state = State::Initialize;
@@ -277,6 +288,23 @@ impl Router {
                 }
             }
         })
+    }
+
+    /// A stall of `late_ms` ending now: a heard master, and a Backup's listening wait,
+    /// that were running when it began are credited the stall plus one advert
+    /// interval, the time to read what waits in the socket. Without it a node starved
+    /// past Master_Down_Interval claims the group its live master still holds (seen in
+    /// the TCG lab: a director starved for 3 s after joining held a group beside its
+    /// owner for 6.7 s).
+    fn stalled(&mut self, late_ms: u64, settings: &Settings, now_ms: u64) {
+        let began = now_ms.saturating_sub(late_ms);
+        let credit = late_ms.saturating_add(ms(settings.advert_int));
+        if let Some(h) = self.heard.as_mut().filter(|h| h.until_ms > began) {
+            h.until_ms = h.until_ms.saturating_add(credit);
+        }
+        if self.state == State::Backup && self.wait_until_ms > began {
+            self.wait_until_ms = self.wait_until_ms.saturating_add(credit);
+        }
     }
 
     fn on_view(&mut self, view: &View, settings: &Settings, now_ms: u64) -> Vec<Effect> {

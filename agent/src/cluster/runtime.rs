@@ -38,6 +38,7 @@ use crate::metrics::Metrics;
 use crate::ownership::{elect, heirs, GroupSpec, Member};
 use crate::vip::addr::{AddrControl, LinkEvent};
 use crate::vip::announce::AnnounceSettings;
+use crate::vip::guard::{self, Guard};
 use crate::vip::vrrp_socket::Received;
 use crate::vrrp;
 
@@ -72,6 +73,11 @@ struct Held {
 
 /// After a failed acquire, the election is retried this much later.
 const ACQUIRE_RETRY: Duration = Duration::from_secs(1);
+
+/// A wake this much later than due is a stall of this node (timer lateness is a few
+/// ms; a loaded host or a paused VM is hundreds): the routers are credited it
+/// (`Input::Stalled`).
+const STALL: Duration = Duration::from_millis(250);
 
 /// A removed VIP interface is looked for this often until it is back.
 const REOPEN_RETRY: Duration = Duration::from_millis(500);
@@ -156,6 +162,13 @@ pub(super) struct Runtime {
     /// Set once the start-up settle is over (the gossip view formed): the agent then
     /// tells systemd it is ready.
     settled: watch::Sender<bool>,
+    /// Keeps a VIP this node takes from resetting the connections whose sync messages
+    /// are still on their way (`vip::guard`).
+    guard: Guard,
+    /// After this node released its last group, its sync master runs until then (ms):
+    /// the kernel discards a stopping master's unsent buffer, which holds the
+    /// connections of its last 2 to 3 s, the ones the successor's guard waits for.
+    master_until_ms: Option<u64>,
 }
 
 /// The SWIM LAN preset with every timer scaled by `probe_period` / 1 s.
@@ -209,6 +222,22 @@ fn catch_up_ms(cluster: &ClusterConfig) -> u64 {
     } else {
         ms(cluster.sync.catch_up())
     }
+}
+
+/// How long a taken VIP is guarded, and a released node's sync master lingers: the
+/// sync catch-up, the time within which the previous holder's sync master has sent
+/// every connection it has.
+fn guard_window(cluster: &ClusterConfig) -> Duration {
+    Duration::from_millis(catch_up_ms(cluster))
+}
+
+/// Every VIP address of the cluster config.
+fn vip_addrs(cluster: &ClusterConfig) -> BTreeSet<IpAddr> {
+    cluster
+        .vip_groups
+        .iter()
+        .flat_map(|g| g.addresses.iter().map(|a| a.addr))
+        .collect()
 }
 
 /// Now, in ms since the Unix epoch (0 on a clock before it).
@@ -313,6 +342,8 @@ impl Runtime {
         };
         let own = std::iter::once(node.address).chain(vrrp_sources);
         let initial_verdicts = Arc::clone(&verdicts.borrow());
+        // Before any VIP is held: every one is guarded until taken.
+        let guard = Guard::start(&vip_addrs(&cluster));
         let mut runtime = Runtime {
             roster: Roster::new(node.id.as_str(), own),
             specs: decide::group_specs(&cluster),
@@ -359,6 +390,8 @@ impl Runtime {
             pins: BTreeMap::new(),
             sync: SyncRunning::default(),
             settled,
+            guard,
+            master_until_ms: None,
         };
         runtime.health_view = HealthView::of(&runtime.cluster, &runtime.health);
         runtime.remove_stale_vips().await;
@@ -461,7 +494,8 @@ impl Runtime {
         let mut verdicts = self.verdicts.clone();
         self.reconcile().await;
         loop {
-            let wake = self.next_wake();
+            // A timer already due fires at once: lateness counts from now.
+            let wake = self.next_wake().max(Instant::now());
             tokio::select! {
                 Some(event) = members.recv() => self.on_membership(event).await,
                 // Published at the end of the turn, with the claims.
@@ -532,6 +566,17 @@ impl Runtime {
                     }
                 },
                 () = sleep_until(wake) => {}
+            }
+            let late = Instant::now().saturating_duration_since(wake);
+            if late > STALL {
+                debug!(
+                    late_ms = ms(late),
+                    "woke late: the routers are credited the stall"
+                );
+                let names: Vec<String> = self.routers.keys().cloned().collect();
+                for name in names {
+                    self.step(&name, Input::Stalled { late_ms: ms(late) }).await;
+                }
             }
             self.reopen_uplinks().await;
             self.reconcile().await;
@@ -625,6 +670,7 @@ impl Runtime {
             (self.settle_at_ms > now_ms).then_some(self.settle_at_ms),
             self.catch_up_at_ms.filter(|&t| t > now_ms),
             self.silences.next_expiry(self.presumption_cap_ms()),
+            self.master_until_ms.filter(|&t| t > now_ms),
         ]
         .into_iter()
         .flatten()
@@ -794,6 +840,23 @@ impl Runtime {
             })
             .cloned()
             .collect();
+        let held_addrs: BTreeSet<IpAddr> = self
+            .held
+            .values()
+            .flat_map(|h| h.group.addresses.iter().map(|a| a.addr))
+            .collect();
+        let (before, after) = (vip_addrs(&self.cluster), vip_addrs(&cluster));
+        let guard_ops = before
+            .difference(&after)
+            .map(|&a| guard::Op::Forget(a))
+            .chain(
+                after
+                    .difference(&before)
+                    .filter(|a| !held_addrs.contains(a))
+                    .map(|&a| guard::Op::Always(a)),
+            )
+            .collect();
+        self.guard.apply(guard_ops).await;
         self.specs = decide::group_specs(&cluster);
         self.digest = decide::config_digest(&cluster);
         self.cluster = cluster;
@@ -1054,7 +1117,21 @@ impl Runtime {
                         h.next_advert = Instant::now();
                     }
                 }
-                Effect::Announce => self.announce(name),
+                Effect::Announce => {
+                    // Another master held the group a moment ago: neighbours may have
+                    // opened connections through it that its sync has not brought here.
+                    if let Some(h) = self.held.get(name) {
+                        let window = guard_window(&self.cluster);
+                        let ops = h
+                            .group
+                            .addresses
+                            .iter()
+                            .map(|a| guard::Op::For(a.addr, window))
+                            .collect();
+                        self.guard.apply_now(ops).await;
+                    }
+                    self.announce(name);
+                }
             }
         }
     }
@@ -1156,8 +1233,9 @@ impl Runtime {
         }
         self.update_heartbeats(&settled, &heirs).await;
         self.publish_claims().await;
+        let lingering = self.master_until_ms.is_some_and(|t| now < t);
         self.owns_any.send_if_modified(|owns| {
-            let now_owns = !self.held.is_empty();
+            let now_owns = !self.held.is_empty() || lingering;
             std::mem::replace(owns, now_owns) != now_owns
         });
     }
@@ -1302,6 +1380,7 @@ impl Runtime {
             self.step(&name, Input::Shutdown { heir }).await;
         }
         self.owns_any.send_replace(false);
+        self.guard.teardown().await;
         if self.membership.leave().await.is_err() {
             debug!("membership already stopped");
         }

@@ -1,7 +1,8 @@
 //! Connection-sync daemons. Every node runs a backup daemon with syncid 0 (which
 //! accepts every master's syncid) at all times, so it holds the connections of
 //! whichever node owns a VIP group when it takes the group over; while it owns at
-//! least one group it also runs a master with its own syncid. A network namespace
+//! least one group, and for the sync catch-up after it released its last, it also
+//! runs a master with its own syncid (the cluster stage decides, `owns_any`). A network namespace
 //! runs at most one daemon of each state. The decision is pure ([`desired`],
 //! [`plan`]); [`reconcile`] is the thin shell.
 
@@ -22,7 +23,7 @@ pub enum SyncOp {
 }
 
 /// The daemons this node should run: the backup always, the master while it owns
-/// a VIP group.
+/// a VIP group or lingers after its last (`owns_any`).
 pub fn desired(node: &NodeConfig, sync: &SyncConfig, owns_any: bool) -> Vec<SyncDaemon> {
     let daemon = |state, syncid| SyncDaemon {
         state,

@@ -1,11 +1,14 @@
 //! The network edges of VIP ownership: putting VIP addresses on an interface and taking
-//! them off (`addr`), telling the segment who owns them now (`announce`), and carrying
-//! VRRP payloads (`vrrp_socket`). Each is a thin async shell over a socket; the bytes
-//! they put on the wire are built by the pure `frames` module.
+//! them off (`addr`), telling the segment who owns them now (`announce`), carrying
+//! VRRP payloads (`vrrp_socket`), and keeping a taken VIP from resetting connections
+//! whose sync messages are still on their way (`guard`, nftables). Each is a thin
+//! async shell; the bytes they put on the wire are built by pure functions (`frames`,
+//! `guard::script`).
 
 pub mod addr;
 pub mod announce;
 mod frames;
+pub mod guard;
 mod sys;
 pub mod vrrp_socket;
 

@@ -155,8 +155,15 @@ pub fn run(ctx: &mut Ctx) -> Result<()> {
 fn listings_match(ctx: &mut Ctx, ns: &str, n: usize, service: &str) -> Result<()> {
     let cli = ctx.guest_tool().with_file_name("lvs-cli");
     let cli = format!("{} --socket /run/lvs-agent-lb{n}.sock", cli.display());
-    let ours = ctx.sh.run_in(ns, &format!("{cli} daemons"))?;
-    let theirs = ctx.sh.run_in(ns, "ipvsadm -l --daemon")?;
+    // Two reads at two instants: a daemon started or stopped between them (a group
+    // moving, or a released node's master ending) makes them differ once; the
+    // comparison is of one state, read again until both agree.
+    let (mut ours, mut theirs) = (String::new(), String::new());
+    agent::wait_until(Duration::from_secs(15), || {
+        ours = ctx.sh.run_in(ns, &format!("{cli} daemons"))?;
+        theirs = ctx.sh.run_in(ns, "ipvsadm -l --daemon")?;
+        Ok(sorted_lines(&ours) == sorted_lines(&theirs))
+    })?;
     ctx.check(
         sorted_lines(&ours) == sorted_lines(&theirs),
         format!(

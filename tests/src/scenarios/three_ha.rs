@@ -5,7 +5,10 @@
 //! 1. the owner of each group crashes in turn (link cut, namespace deleted) and
 //!    comes back (a fresh namespace, its agent started again; fail-back after its
 //!    sync catch-up);
-//! 2. every director restarts in turn (SIGTERM: hand-over; start: fail-back);
+//! 2. every director restarts in turn (SIGTERM: hand-over; start: fail-back), each
+//!    right after a fresh batch of connections through it was established: its sync
+//!    master has not sent them yet, so its successor must not reset them (the
+//!    hand-over guard) until they arrive;
 //! 3. lb4 starts with no `join` peers and is added with `lvs-agent join`: it takes g4;
 //! 4. lb4 leaves by SIGTERM: g4 is handed to another director.
 //!
@@ -27,6 +30,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 const CONNS: u16 = 50;
+/// Connections opened through an owner just before its SIGTERM.
+const FRESH: u16 = 20;
 /// Directors in the cluster from the start; lb4 joins later.
 const FIRST: usize = 3;
 const DIRECTORS: usize = 4;
@@ -119,7 +124,11 @@ pub fn run(ctx: &mut Ctx) -> Result<()> {
             first_port: 20000 + CONNS * i as u16,
             rate: 10,
         };
-        clients.push((vip.clone(), procs.stream(ctx, &topo.ns("client"), &stream)?));
+        clients.push((
+            vip.clone(),
+            CONNS,
+            procs.stream(ctx, &topo.ns("client"), &stream)?,
+        ));
     }
     // Every connection open before the first crash: the steps test established
     // connections. A connect racing a crash's failover is seed_ha's outage batch; here
@@ -146,6 +155,36 @@ pub fn run(ctx: &mut Ctx) -> Result<()> {
                 let at = rec.now();
                 topo.crash(&mut ctx.sh, &node)?;
                 rec.gone(&node, at);
+            }
+            if !crash {
+                let vip = &vips[n - 1];
+                let target = format!("{vip}:{ECHO_PORT}");
+                let stream = Stream {
+                    target: &target,
+                    conns: FRESH,
+                    secs: 3600,
+                    first_port: 30000 + FRESH * n as u16,
+                    // A line every 0.5 s: the first after the hand-over comes before
+                    // the sync message (2 to 3 s), at a fifth of the long streams'
+                    // load on the TCG VM.
+                    rate: 2,
+                };
+                clients.push((
+                    vip.clone(),
+                    FRESH,
+                    procs.stream(ctx, &topo.ns("client"), &stream)?,
+                ));
+                let open = wait_until(Duration::from_secs(30), || {
+                    Ok(
+                        quiet(&topo.ns(&node), &["ipvsadm", "-L", "-n", "-c"]).is_ok_and(|l| {
+                            connections_from(&l, &client, &target) >= usize::from(CONNS + FRESH)
+                        }),
+                    )
+                })?;
+                ctx.check(
+                    open,
+                    format!("{FRESH} fresh connections through {node} to {target}"),
+                )?;
             }
             if let Some(a) = agents[n - 1].take() {
                 if crash {
@@ -195,11 +234,11 @@ pub fn run(ctx: &mut Ctx) -> Result<()> {
 
     let mut lost = 0;
     let mut streams = Vec::new();
-    for (vip, index) in clients {
+    for (vip, conns, index) in clients {
         let summary: StreamSummary = procs.stop(ctx, index)?.parse()?;
         let n = summary.resets + summary.errors;
         lost += n;
-        streams.push((vip, summary, n));
+        streams.push((vip, conns, summary, n));
     }
     let mut worst = (Duration::ZERO, String::new());
     for vip in &vips {
@@ -210,7 +249,7 @@ pub fn run(ctx: &mut Ctx) -> Result<()> {
     }
     ctx.sh.note(format!(
         "three-ha: lost={lost} of {} two_holders_ms={}",
-        usize::from(CONNS) * vips.len(),
+        usize::from(CONNS) * vips.len() + usize::from(FRESH) * FIRST,
         fmt_ms(worst.0)
     ));
     let bound = two_holders_bound();
@@ -223,10 +262,10 @@ pub fn run(ctx: &mut Ctx) -> Result<()> {
     if worst.0 > bound || lost > 0 {
         ownership_lines(ctx)?;
     }
-    for (vip, summary, n) in streams {
+    for (vip, conns, summary, n) in streams {
         ctx.check(
-            summary.conns == u32::from(CONNS) && n == 0,
-            format!("connections to {vip} through every step: {n} of {CONNS} lost ({summary})"),
+            summary.conns == u32::from(conns) && n == 0,
+            format!("connections to {vip} through every step: {n} of {conns} lost ({summary})"),
         )?;
     }
     ctx.check(
@@ -243,8 +282,8 @@ pub fn run(ctx: &mut Ctx) -> Result<()> {
     Ok(())
 }
 
-/// Every agent log's ownership lines (groups, presumptions, silences, stalls) on the
-/// console.
+/// Every agent log's ownership lines (groups, presumptions, silences, stalls,
+/// membership, the hand-over guard) on the console.
 fn ownership_lines(ctx: &mut Ctx) -> Result<()> {
     for entry in std::fs::read_dir(std::env::temp_dir())?.flatten() {
         let name = entry.file_name().to_string_lossy().into_owned();
@@ -254,9 +293,17 @@ fn ownership_lines(ctx: &mut Ctx) -> Result<()> {
         let text = std::fs::read_to_string(entry.path()).unwrap_or_default();
         ctx.sh.note(format!("--- {name}"));
         for l in text.lines().filter(|l| {
-            ["group=", "presum", "silence", "non-agent", "stalled"]
-                .iter()
-                .any(|k| l.contains(k))
+            [
+                "group=",
+                "presum",
+                "silence",
+                "non-agent",
+                "stalled",
+                "membership",
+                "guard",
+            ]
+            .iter()
+            .any(|k| l.contains(k))
         }) {
             ctx.sh.note(format!("  | {l}"));
         }
@@ -350,9 +397,7 @@ fn settled(
         Ok(placed && masters_follow)
     })?;
     if !ok {
-        for a in agents.iter().flatten() {
-            a.note_log(ctx);
-        }
+        ownership_lines(ctx)?;
     }
     let daemons: Vec<String> = running
         .iter()

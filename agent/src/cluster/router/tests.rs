@@ -696,3 +696,86 @@ fn a_renamed_group_is_claimed_without_the_start_up_wait() {
     r.step(Input::View(view(false)), &s, 0).unwrap();
     assert_eq!(r.step(Input::View(view(true)), &s, 10).unwrap(), []);
 }
+
+#[test]
+fn a_stall_is_not_silence_the_heard_master_and_the_wait_are_credited() {
+    let s = settings(A, 100);
+    let theirs = advert(150);
+    let from_ka = Input::Advert {
+        src: KA,
+        node: None,
+        advert: &theirs,
+    };
+    // Heard at 500: followed until 500 + Master_Down_Interval = 4109. The node then
+    // runs 2500 ms late at 6109: the stall began at 3609, while the master was heard,
+    // so it is followed until 4109 + 2500 + 1000 and its next advert is read in time.
+    let heard_until = 500 + MASTER_DOWN_100;
+    script(
+        &s,
+        &[
+            (0, Input::View(view(true)), &[], State::Backup),
+            (500, from_ka.clone(), &[], State::Backup),
+            (
+                heard_until + 2000,
+                Input::Stalled { late_ms: 2500 },
+                &[],
+                State::Backup,
+            ),
+            (
+                heard_until + 2000,
+                Input::View(view(true)),
+                &[],
+                State::Backup,
+            ),
+            (
+                heard_until + 3499,
+                Input::View(view(true)),
+                &[],
+                State::Backup,
+            ),
+            (heard_until + 3000, from_ka.clone(), &[], State::Backup),
+            (
+                heard_until + 3000 + MASTER_DOWN_100,
+                Input::View(view(true)),
+                &[Effect::Acquire],
+                State::Master,
+            ),
+        ],
+    );
+    // The start-up wait (until 3609) was running when a 3000 ms stall began at 700:
+    // it ends 4000 ms later.
+    script(
+        &s,
+        &[
+            (0, Input::View(view(true)), &[], State::Backup),
+            (3700, Input::Stalled { late_ms: 3000 }, &[], State::Backup),
+            (3700, Input::View(view(true)), &[], State::Backup),
+            (
+                MASTER_DOWN_100 + 3999,
+                Input::View(view(true)),
+                &[],
+                State::Backup,
+            ),
+            (
+                MASTER_DOWN_100 + 4000,
+                Input::View(view(true)),
+                &[Effect::Acquire],
+                State::Master,
+            ),
+        ],
+    );
+    // A stall that began after the wait was over changes nothing.
+    script(
+        &s,
+        &[
+            (0, Input::View(view(true)), &[], State::Backup),
+            (5000, Input::Stalled { late_ms: 500 }, &[], State::Backup),
+            (
+                5000,
+                Input::View(view(true)),
+                &[Effect::Acquire],
+                State::Master,
+            ),
+        ],
+    );
+}

@@ -8,10 +8,11 @@ use std::sync::Arc;
 use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
-use super::{announce_settings, Held, Router, Runtime};
+use super::{announce_settings, ms, Held, Router, Runtime};
 use crate::cluster::decide;
 use crate::config::VipGroup;
 use crate::vip::addr::Vip;
+use crate::vip::guard;
 use crate::vrrp;
 
 impl Runtime {
@@ -40,6 +41,14 @@ impl Runtime {
             .filter(|a| !keep.contains(a))
             .collect();
         self.remove_vips(&old, &stale).await;
+        let window = super::guard_window(&self.cluster);
+        let fresh = group
+            .addresses
+            .iter()
+            .filter(|a| !old.addresses.contains(a))
+            .map(|a| guard::Op::For(a.addr, window))
+            .collect();
+        self.guard.apply(fresh).await;
         if let Some(h) = self.held.get_mut(&group.name) {
             h.group = group.clone();
         }
@@ -104,6 +113,15 @@ impl Runtime {
         if !self.add_vips(&group).await {
             return false;
         }
+        // Guarded with no end while not held: now for the window (no gap between).
+        let window = super::guard_window(&self.cluster);
+        let ops = group
+            .addresses
+            .iter()
+            .map(|a| guard::Op::For(a.addr, window))
+            .collect();
+        self.guard.apply(ops).await;
+        self.master_until_ms = None;
         info!(group = name, "acquired: VIPs added, announcing");
         let me = self.node.id.to_string();
         self.ownership_event("acquired", name, &me);
@@ -154,6 +172,13 @@ impl Runtime {
         self.ownership_event("released", name, &me);
         let addrs: Vec<IpAddr> = held.group.addresses.iter().map(|a| a.addr).collect();
         self.remove_vips(&held.group, &addrs).await;
+        self.guard
+            .apply(addrs.iter().map(|&a| guard::Op::Always(a)).collect())
+            .await;
+        if self.held.is_empty() {
+            let linger = ms(super::guard_window(&self.cluster));
+            self.master_until_ms = Some(self.now_ms() + linger);
+        }
         // A successor gone from the gossip meanwhile gets no hand-over.
         let successor = to.and_then(|to| Some((self.roster.gossip_addr(&to)?, to)));
         if let Some((addr, to)) = &successor {
