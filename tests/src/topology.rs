@@ -1,6 +1,7 @@
 //! A DR load-balancing topology made of network namespaces on one bridge: directors
-//! `lb1..lbN`, real servers `rs1..rsM` (each serving a page that names itself, the
-//! VIPs on `lo`, `arp_ignore=1`/`arp_announce=2` as in the seed), and a `client`
+//! `lb1..lbN`, real servers `rs1..rsM` (each serving a page that names itself, set up
+//! by `lvs-agent realserver up` from a DR service per VIP: the VIPs on `lo`,
+//! `arp_ignore=1`/`arp_announce=2` as in the seed), and a `client`
 //! with an on-link route to every VIP, so a director that owns a VIP answers ARP
 //! for it and real servers reply to the client directly.
 //!
@@ -100,7 +101,8 @@ const FIRST_SOURCE_PORT: u16 = 10000;
 
 impl Topology {
     /// Builds `spec`. `fetch_tool` is the `lvs-lab-guest` binary (its `fetch`
-    /// subcommand is the client). On error, what was built is torn down.
+    /// subcommand is the client); `lvs-agent` is next to it (the workspace's binaries
+    /// are built together). On error, what was built is torn down.
     pub fn build(spec: TopologySpec, fetch_tool: &Path, sh: &mut Shell) -> Result<Topology> {
         let www =
             std::env::temp_dir().join(format!("{}lvs-lab-www-{}", spec.prefix, std::process::id()));
@@ -252,17 +254,50 @@ impl Topology {
         Ok(())
     }
 
+    /// The real-server side of the DR services: one per VIP on `http_port`, every
+    /// real server behind it, as an operator writes it for `lvs-agent realserver`.
+    fn real_server_config(&self) -> String {
+        let mut cluster = "[cluster]\nname = \"lab\"\n".to_owned();
+        for vip in &self.spec.vips {
+            cluster += &format!(
+                "\n[[service]]\nvip = \"{vip}\"\nport = {}\nforwarding = \"dr\"\n",
+                self.spec.http_port
+            );
+            for rs in &self.spec.real_servers {
+                cluster += &format!(
+                    "[[service.real_server]]\naddress = \"{rs}\"\nport = {}\n",
+                    self.spec.http_port
+                );
+            }
+        }
+        cluster
+    }
+
     fn configure_real_servers(&mut self, sh: &mut Shell) -> Result<()> {
+        let agent = self.fetch_tool.with_file_name("lvs-agent");
+        if !agent.exists() {
+            bail!(
+                "{} not found: the topology sets its real servers up with `lvs-agent realserver` \
+                 (cargo build --workspace --bins)",
+                agent.display()
+            );
+        }
+        std::fs::create_dir_all(&self.www)
+            .with_context(|| format!("create {}", self.www.display()))?;
+        let config = self.www.join("realserver.toml");
+        std::fs::write(&config, self.real_server_config())?;
         for (i, _) in self.spec.real_servers.clone().iter().enumerate() {
             let node = format!("rs{}", i + 1);
             let ns = self.ns(&node);
-            for vip in &self.spec.vips {
-                sh.run(&format!("ip -n {ns} addr add {vip}/32 dev lo"))?;
-            }
+            let state = self.www.join(format!("{node}.state"));
             sh.run_in(
                 &ns,
-                "sysctl -qw net.ipv4.conf.all.arp_ignore=1 net.ipv4.conf.lo.arp_ignore=1 \
-                 net.ipv4.conf.all.arp_announce=2 net.ipv4.conf.lo.arp_announce=2",
+                &format!(
+                    "{} realserver up -c {} --state {}",
+                    agent.display(),
+                    config.display(),
+                    state.display()
+                ),
             )?;
             let dir = self.www.join(&node);
             std::fs::create_dir_all(&dir).with_context(|| format!("create {}", dir.display()))?;

@@ -1,6 +1,7 @@
 //! The topology builder on the host (no IPVS needed): namespaces with a name
-//! prefix, documentation addresses, each real server answering the client with
-//! its own page, and nothing left behind.
+//! prefix, documentation addresses, real servers set up by `lvs-agent realserver`
+//! (VIPs on `lo`, the ARP sysctls), each answering the client with its own page, and
+//! nothing left behind. Needs the workspace's binaries built (`lvs-agent`).
 use lvs_tests::shell::Shell;
 use lvs_tests::topology::{Topology, TopologySpec};
 use std::process::Command;
@@ -30,6 +31,34 @@ fn builds_on_the_host_and_cleans_up() {
         let name = format!("rs{}", i + 1);
         assert_eq!((got.from(&name), got.errors), (3, 0), "{got}");
         assert!(got.bytes >= 3 * spec.page_bytes as u64);
+    }
+    // `lvs-agent realserver up` set each real server up as the seed does.
+    for i in 1..=spec.real_servers.len() {
+        let ns = format!("{prefix}rs{i}");
+        let lo = Command::new("ip")
+            .args(["-n", &ns, "-o", "addr", "show", "dev", "lo"])
+            .output()
+            .expect("ip addr");
+        let lo = String::from_utf8_lossy(&lo.stdout);
+        for vip in &spec.vips {
+            assert!(lo.contains(&format!("{vip}/32")), "{ns} lo: {lo}");
+        }
+        for (key, want) in [
+            ("net.ipv4.conf.all.arp_ignore", "1"),
+            ("net.ipv4.conf.lo.arp_ignore", "1"),
+            ("net.ipv4.conf.all.arp_announce", "2"),
+            ("net.ipv4.conf.lo.arp_announce", "2"),
+        ] {
+            let got = Command::new("ip")
+                .args(["netns", "exec", &ns, "sysctl", "-n", key])
+                .output()
+                .expect("sysctl");
+            assert_eq!(
+                String::from_utf8_lossy(&got.stdout).trim(),
+                want,
+                "{ns} {key}"
+            );
+        }
     }
     // A director reaches the real servers too, and counts what it sent.
     let before = topo.tx_bytes(&mut sh, "lb2").unwrap();
