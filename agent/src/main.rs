@@ -122,9 +122,9 @@ enum Command {
 #[derive(Subcommand)]
 enum Realserver {
     /// Put the VIPs of the DR and TUN services that list one of this host's addresses
-    /// on `lo` / `tunl0` (/32) and set `arp_ignore=1`, `arp_announce=2` (and
-    /// `rp_filter=0` for TUN); every change is recorded first, so `down` undoes it
-    /// exactly. Running it again changes only what is missing.
+    /// on `lo` / `tunl0` (/32, the device set up when down) and set `arp_ignore=1`,
+    /// `arp_announce=2` (and `rp_filter=0` for TUN); every change is recorded first, so
+    /// `down` undoes it exactly. Running it again changes only what is missing.
     Up {
         /// Config file(s) with the cluster part (the services).
         #[arg(short = 'c', long = "config", required = true, value_name = "FILE")]

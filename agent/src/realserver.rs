@@ -4,10 +4,12 @@
 //! sets the sysctls that keep the host from answering ARP for them
 //! (`arp_ignore=1`, `arp_announce=2` on `all` and on the device; for TUN also
 //! `rp_filter=0` on `all` and `tunl0`, as a packet arrives on `tunl0` for an address the
-//! reverse path does not lead to). Each change is recorded, with the value it replaced,
-//! in a state file before it is made, so `down` undoes exactly what `up` did and leaves
-//! the host as it was; `up` again changes only what is missing. `status` compares the
-//! host with the plan.
+//! reverse path does not lead to), and sets the device up when it is down (`tunl0` is
+//! down when the `ipip` module creates it, and a tunnel that is down receives nothing;
+//! loading the module is the operator's part: it adds `tunl0` to every namespace).
+//! Each change is recorded, with the value it replaced, in a state file before it is
+//! made, so `down` undoes exactly what `up` did and leaves the host as it was; `up`
+//! again changes only what is missing. `status` compares the host with the plan.
 //!
 //! [`plan`] is pure; [`State`] is the undo record (text, one change per line).
 
@@ -100,6 +102,8 @@ pub struct State {
     pub sysctls: BTreeMap<String, String>,
     /// Addresses `up` added (those already there are not), by device.
     pub addrs: BTreeSet<(String, IpAddr)>,
+    /// Devices `up` set up (they were down).
+    pub links: BTreeSet<String>,
 }
 
 const STATE_HEADER: &str = "# lvs-agent realserver: what `lvs-agent realserver down` undoes\n";
@@ -112,6 +116,9 @@ impl State {
         }
         for (device, addr) in &self.addrs {
             let _ = writeln!(out, "addr {device} {addr}");
+        }
+        for device in &self.links {
+            let _ = writeln!(out, "link {device} up");
         }
         out
     }
@@ -126,7 +133,7 @@ impl State {
             }
             let bad = || {
                 format!(
-                    "line {}: not `sysctl KEY VALUE` or `addr DEVICE ADDRESS`: {line:?}",
+                    "line {}: not `sysctl KEY VALUE`, `addr DEVICE ADDRESS` or `link DEVICE up`: {line:?}",
                     i + 1
                 )
             };
@@ -138,6 +145,9 @@ impl State {
                 (Some("addr"), Some(device), Some(addr), None) => {
                     let addr = addr.parse().map_err(|_| bad())?;
                     state.addrs.insert((device.to_owned(), addr));
+                }
+                (Some("link"), Some(device), Some("up"), None) => {
+                    state.links.insert(device.to_owned());
                 }
                 _ => return Err(bad()),
             }
@@ -241,6 +251,15 @@ pub async fn up(cluster: &ClusterConfig, state: &Path) -> Result<String, String>
             .link(device)
             .await
             .map_err(|e| device_error(device, e))?;
+        if !link.state.admin_up {
+            undo.links.insert((*device).to_owned());
+            undo.write(state)?;
+            control
+                .set_up(&link, true)
+                .await
+                .map_err(|e| device_error(device, e))?;
+            let _ = writeln!(report, "{device} set up");
+        }
         let present = addresses_on(&control, &link).await?;
         for (vip, users) in vips.iter().filter(|(vip, _)| !present.contains(vip)) {
             undo.addrs.insert(((*device).to_owned(), *vip));
@@ -277,7 +296,7 @@ pub async fn down(state: &Path) -> Result<String, String> {
         ));
     };
     let mut report = String::new();
-    if !undo.addrs.is_empty() {
+    if !undo.addrs.is_empty() || !undo.links.is_empty() {
         let control = AddrControl::connect().map_err(|e| e.to_string())?;
         for (device, addr) in &undo.addrs {
             // A device gone since (tunl0 unloaded) took its addresses with it.
@@ -287,6 +306,15 @@ pub async fn down(state: &Path) -> Result<String, String> {
                     .await
                     .map_err(|e| device_error(device, e))?;
                 let _ = writeln!(report, "{addr} removed from {device}");
+            }
+        }
+        for device in &undo.links {
+            if let Ok(link) = control.link(device).await {
+                control
+                    .set_up(&link, false)
+                    .await
+                    .map_err(|e| device_error(device, e))?;
+                let _ = writeln!(report, "{device} set down (as before)");
             }
         }
     }
@@ -307,10 +335,13 @@ pub async fn status(cluster: &ClusterConfig, state: &Path) -> Result<(String, bo
     let control = AddrControl::connect().map_err(|e| e.to_string())?;
     for (device, vips) in &plan.vips {
         // A device that is not there holds nothing.
-        let present = match control.link(device).await {
-            Ok(link) => addresses_on(&control, &link).await?,
-            Err(_) => BTreeSet::new(),
+        let (present, link_up) = match control.link(device).await {
+            Ok(link) => (addresses_on(&control, &link).await?, link.state.admin_up),
+            Err(_) => (BTreeSet::new(), false),
         };
+        up &= link_up;
+        let said = if link_up { "up" } else { "DOWN" };
+        let _ = writeln!(report, "device {device}: {said}");
         for (vip, users) in vips {
             let here = present.contains(vip);
             up &= here;
@@ -334,10 +365,11 @@ pub async fn status(cluster: &ClusterConfig, state: &Path) -> Result<(String, bo
         Some(undo) => {
             let _ = writeln!(
                 report,
-                "undo record {}: {} addresses, {} sysctls",
+                "undo record {}: {} addresses, {} sysctls, {} devices set up",
                 state.display(),
                 undo.addrs.len(),
-                undo.sysctls.len()
+                undo.sysctls.len(),
+                undo.links.len()
             );
         }
         None => {
@@ -418,9 +450,12 @@ mod tests {
         let state = State {
             sysctls: [("net/ipv4/conf/all/arp_ignore".to_owned(), "0".to_owned())].into(),
             addrs: [("lo".to_owned(), "10.0.0.10".parse().unwrap())].into(),
+            links: ["tunl0".to_owned()].into(),
         };
         assert_eq!(State::decode(&state.encode()), Ok(state));
         let err = State::decode("# x\naddr lo nope\n").unwrap_err();
         assert!(err.starts_with("line 2:"), "{err}");
+        let err = State::decode("link tunl0 down\n").unwrap_err();
+        assert!(err.starts_with("line 1:"), "{err}");
     }
 }

@@ -1,7 +1,8 @@
 //! `lvs-agent realserver up|down|status` on a real server in a network namespace
-//! (192.0.2.100 on a veth pair inside it, no route out): `up` puts the DR VIP on `lo` and sets
-//! the ARP sysctls, again changes nothing, `status` agrees, and `down` leaves the
-//! namespace exactly as it was (addresses and every sysctl `up` touched). Needs root.
+//! (192.0.2.100 on a veth pair inside it, no route out, `lo` down): `up` sets `lo` up,
+//! puts the DR VIP on it and sets the ARP sysctls, again changes nothing, `status`
+//! agrees, and `down` leaves the namespace exactly as it was (addresses, `lo`'s state
+//! and every sysctl `up` touched). Needs root.
 
 mod support;
 
@@ -72,9 +73,10 @@ fn ok(out: &Output, what: &str) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-/// Every address and the sysctls `up` may touch.
+/// Every address, the state of `lo`, and the sysctls `up` may touch.
 fn snapshot(ns: &str) -> String {
     let mut out = ip(&["-n", ns, "-o", "addr", "show"]);
+    out += &ip(&["-n", ns, "-o", "link", "show", "dev", "lo"]);
     for key in SYSCTLS {
         let value = Command::new("ip")
             .args(["netns", "exec", ns, "sysctl", "-n", key])
@@ -95,6 +97,8 @@ fn up_then_down_leaves_the_host_as_it_was() {
     ]);
     ip(&["-n", &ns.0, "addr", "add", "192.0.2.100/24", "dev", "eth0"]);
     ip(&["-n", &ns.0, "link", "set", "eth0", "up"]);
+    // `lo` down, as in a namespace nobody set up: `up` raises it, `down` lowers it.
+    ip(&["-n", &ns.0, "link", "set", "lo", "down"]);
     // One of the sysctls has a value of its own before: `down` must bring it back.
     ip(&[
         "netns",
@@ -119,8 +123,11 @@ fn up_then_down_leaves_the_host_as_it_was() {
         up.contains("198.51.100.10/32 on lo (tcp 198.51.100.10:80)"),
         "{up}"
     );
+    assert!(up.contains("lo set up"), "{up}");
     let lo = ip(&["-n", &ns.0, "-o", "addr", "show", "dev", "lo"]);
     assert!(lo.contains("198.51.100.10/32"), "the DR VIP on lo: {lo}");
+    let link = ip(&["-n", &ns.0, "-o", "link", "show", "dev", "lo"]);
+    assert!(link.contains(",UP"), "lo up: {link}");
     assert!(
         !lo.contains("198.51.100.11") && !lo.contains("198.51.100.12"),
         "not another host's VIP, not a NAT VIP: {lo}"
@@ -141,6 +148,7 @@ fn up_then_down_leaves_the_host_as_it_was() {
 
     let down = ok(&agent(&ns.0, &["down", "--state", s]), "down");
     assert!(down.contains("198.51.100.10 removed from lo"), "{down}");
+    assert!(down.contains("lo set down (as before)"), "{down}");
     assert_eq!(snapshot(&ns.0), before, "down leaves the host as it was");
     assert!(!Path::new(&state).exists(), "the undo record is gone");
     let twice = ok(&agent(&ns.0, &["down", "--state", s]), "down again");

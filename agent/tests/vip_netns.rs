@@ -460,12 +460,12 @@ fn link_watch_sees_carrier_loss_admin_down_and_removal() {
     watcher.join().unwrap();
 }
 
-/// Sends one bare TCP segment (`flags`) from 192.0.2.1:40000 to `dst`:9 on a raw
-/// socket in the calling thread's namespace, and says whether a reset came back within
-/// half a second.
-fn reset_for(dst: Ipv4Addr, flags: u8) -> bool {
+/// Sends one bare TCP segment (`flags`) from 192.0.2.1:40000 to `dst`:`dport` on a
+/// raw socket in the calling thread's namespace, and says whether a reset came back
+/// within half a second.
+fn reset_for(dst: Ipv4Addr, dport: u16, flags: u8) -> bool {
     let src = Ipv4Addr::new(192, 0, 2, 1);
-    let (sport, dport) = (40000u16, 9u16);
+    let sport = 40000u16;
     let mut seg = [0u8; 20];
     seg[0..2].copy_from_slice(&sport.to_be_bytes());
     seg[2..4].copy_from_slice(&dport.to_be_bytes());
@@ -520,43 +520,51 @@ const ACK: u8 = 0x10;
 const SYN: u8 = 0x02;
 
 /// The hand-over guard against the kernel's nftables: a TCP segment without SYN to a
-/// guarded local VIP with no socket behind it is dropped instead of reset; a SYN is
-/// still refused; a guard for a window ends by itself; teardown removes the table.
+/// guarded target (a local VIP and port) with no socket behind it is dropped instead of
+/// reset; a SYN, or a segment to another port, is still refused; a guard for a window
+/// ends by itself; teardown removes the table.
 #[test]
 fn the_hand_over_guard_drops_unknown_segments_for_its_window() {
-    use lvs_agent::vip::guard::{Guard, Op, TABLE};
+    use lvs_agent::vip::guard::{Guard, Op, Target, TABLE};
     support::netns::require_program("nft");
     let pair = Pair::new("guard");
     let vip = Ipv4Addr::new(192, 0, 2, 100);
     pair.ip(&pair.b, &["addr", "add", "192.0.2.100/32", "dev", "eth0"]);
-    let probe = |flags| netns::run_in(&pair.a, move || async move { reset_for(vip, flags) });
+    let probe =
+        |flags, port| netns::run_in(&pair.a, move || async move { reset_for(vip, port, flags) });
     assert!(
-        probe(ACK),
+        probe(ACK, 9),
         "unguarded: the kernel resets a segment it has no socket for"
     );
 
+    let target = Target {
+        addr: vip.into(),
+        port: 9,
+    };
     let guard = |ops: Vec<Op>| {
         netns::run_in(&pair.b, move || async move {
-            let guard = Guard::start(&BTreeSet::from([IpAddr::V4(vip)]));
+            let guard = Guard::start(&BTreeSet::from([target]));
             guard.apply_now(ops).await;
         })
     };
     guard(Vec::new());
-    assert!(!probe(ACK), "guarded: dropped, no reset");
+    assert!(!probe(ACK, 9), "guarded: dropped, no reset");
     let listed = pair.exec(&pair.b, &["nft", "list", "table", "inet", TABLE]);
     assert!(
         listed.contains("counter packets 1 "),
         "one segment counted:\n{listed}"
     );
-    assert!(probe(SYN), "a SYN is refused as before");
+    assert!(probe(SYN, 9), "a SYN is refused as before");
 
-    guard(vec![Op::For(vip.into(), Duration::from_millis(1500))]);
-    assert!(!probe(ACK), "within the window: dropped");
+    assert!(probe(ACK, 10), "another port of the VIP is not guarded");
+
+    guard(vec![Op::For(target, Duration::from_millis(1500))]);
+    assert!(!probe(ACK, 9), "within the window: dropped");
     std::thread::sleep(Duration::from_millis(1500));
-    assert!(probe(ACK), "after the window: reset again");
+    assert!(probe(ACK, 9), "after the window: reset again");
 
-    guard(vec![Op::Forget(vip.into())]);
-    assert!(probe(ACK), "forgotten: reset");
+    guard(vec![Op::Forget(target)]);
+    assert!(probe(ACK, 9), "forgotten: reset");
 
     netns::run_in(&pair.b, move || async move {
         Guard::start(&BTreeSet::new()).teardown().await;

@@ -27,7 +27,7 @@ use super::roster::Roster;
 use super::router::{Effect, Input, Router, Settings, View};
 use super::silence::Silences;
 use super::uplink::{Uplink, UplinkEvent};
-use crate::config::{ClusterConfig, NodeConfig, VipGroup};
+use crate::config::{ClusterConfig, NodeConfig, Protocol, VipGroup};
 use crate::document::{self, Offer, Stamp};
 use crate::health::{view::HealthView, Health, Verdicts};
 use crate::membership::{
@@ -38,7 +38,7 @@ use crate::metrics::Metrics;
 use crate::ownership::{elect, heirs, GroupSpec, Member};
 use crate::vip::addr::{AddrControl, LinkEvent};
 use crate::vip::announce::AnnounceSettings;
-use crate::vip::guard::{self, Guard};
+use crate::vip::guard::{self, Guard, Target};
 use crate::vip::vrrp_socket::Received;
 use crate::vrrp;
 
@@ -231,12 +231,26 @@ fn guard_window(cluster: &ClusterConfig) -> Duration {
     Duration::from_millis(catch_up_ms(cluster))
 }
 
-/// Every VIP address of the cluster config.
-fn vip_addrs(cluster: &ClusterConfig) -> BTreeSet<IpAddr> {
+/// What the guard covers: the VIP and port of every TCP service (a fwmark service's
+/// addresses are the directors' marking rules, not the config's: not guarded), except
+/// a service with a real server on this node (IPVS local node hands its segments to
+/// the local stack, through the guard's chain: they would be dropped too).
+fn guard_targets(cluster: &ClusterConfig, node: &NodeConfig) -> BTreeSet<Target> {
     cluster
-        .vip_groups
+        .services
         .iter()
-        .flat_map(|g| g.addresses.iter().map(|a| a.addr))
+        .filter(|s| s.protocol.unwrap_or(Protocol::Tcp) == Protocol::Tcp)
+        .filter(|s| {
+            !s.real_servers
+                .iter()
+                .any(|rs| rs.address.is_loopback() || rs.address == node.address)
+        })
+        .filter_map(|s| {
+            Some(Target {
+                addr: s.vip?,
+                port: s.port?,
+            })
+        })
         .collect()
 }
 
@@ -342,8 +356,8 @@ impl Runtime {
         };
         let own = std::iter::once(node.address).chain(vrrp_sources);
         let initial_verdicts = Arc::clone(&verdicts.borrow());
-        // Before any VIP is held: every one is guarded until taken.
-        let guard = Guard::start(&vip_addrs(&cluster));
+        // Before any VIP is held: every target is guarded until taken.
+        let guard = Guard::start(&guard_targets(&cluster, &node));
         let mut runtime = Runtime {
             roster: Roster::new(node.id.as_str(), own),
             specs: decide::group_specs(&cluster),
@@ -845,18 +859,22 @@ impl Runtime {
             .values()
             .flat_map(|h| h.group.addresses.iter().map(|a| a.addr))
             .collect();
-        let (before, after) = (vip_addrs(&self.cluster), vip_addrs(&cluster));
+        // New targets on a held VIP stay unguarded: no previous holder served them.
+        let (before, after) = (
+            guard_targets(&self.cluster, &self.node),
+            guard_targets(&cluster, &self.node),
+        );
         let guard_ops = before
             .difference(&after)
-            .map(|&a| guard::Op::Forget(a))
+            .map(|&t| guard::Op::Forget(t))
             .chain(
                 after
                     .difference(&before)
-                    .filter(|a| !held_addrs.contains(a))
-                    .map(|&a| guard::Op::Always(a)),
+                    .filter(|t| !held_addrs.contains(&t.addr))
+                    .map(|&t| guard::Op::Always(t)),
             )
             .collect();
-        self.guard.apply(guard_ops).await;
+        self.guard.apply(guard_ops);
         self.specs = decide::group_specs(&cluster);
         self.digest = decide::config_digest(&cluster);
         self.cluster = cluster;
@@ -1122,18 +1140,28 @@ impl Runtime {
                     // opened connections through it that its sync has not brought here.
                     if let Some(h) = self.held.get(name) {
                         let window = guard_window(&self.cluster);
-                        let ops = h
-                            .group
-                            .addresses
-                            .iter()
-                            .map(|a| guard::Op::For(a.addr, window))
-                            .collect();
+                        let addrs = h.group.addresses.iter().map(|a| a.addr);
+                        let ops = self.guard_ops(addrs, |t| guard::Op::For(t, window));
                         self.guard.apply_now(ops).await;
                     }
                     self.announce(name);
                 }
             }
         }
+    }
+
+    /// The guard's `op` for every target on `addrs`.
+    fn guard_ops(
+        &self,
+        addrs: impl IntoIterator<Item = IpAddr>,
+        op: impl Fn(Target) -> guard::Op,
+    ) -> Vec<guard::Op> {
+        let addrs: BTreeSet<IpAddr> = addrs.into_iter().collect();
+        guard_targets(&self.cluster, &self.node)
+            .into_iter()
+            .filter(|t| addrs.contains(&t.addr))
+            .map(op)
+            .collect()
     }
 
     fn set_drain(&mut self, drain: bool) {

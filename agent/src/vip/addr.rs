@@ -267,6 +267,22 @@ impl AddrControl {
         }
     }
 
+    /// Sets `interface` administratively up or down.
+    pub async fn set_up(&self, interface: &Link, up: bool) -> Result<(), VipError> {
+        let builder = rtnetlink::LinkUnspec::new_with_index(interface.index);
+        let message = if up { builder.up() } else { builder.down() }.build();
+        self.handle
+            .link()
+            .set(message)
+            .execute()
+            .await
+            .map_err(netlink_error(format!(
+                "set {} {}",
+                interface.name,
+                if up { "up" } else { "down" }
+            )))
+    }
+
     /// Every address on the interface.
     pub async fn list(&self, interface: &Link) -> Result<Vec<IfAddr>, VipError> {
         Ok(self

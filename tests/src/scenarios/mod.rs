@@ -13,6 +13,7 @@ mod ipvs_drift;
 mod ipvs_parity;
 mod ipvs_sync;
 mod probe;
+pub(crate) mod realserver_tun;
 mod seed_dr;
 pub(crate) mod seed_ha;
 mod selftest;
@@ -85,6 +86,12 @@ pub const ALL: &[Scenario] = &[
         about: "agent and binding vs ipvsadm on every IPVS feature (v4/v6, tcp/udp/sctp/fwmark, dr/nat/tun)",
         timeout_secs: 180,
         run: ipvs_parity::run,
+    },
+    Scenario {
+        name: "realserver_tun",
+        about: "a TUN service's real servers set up by `lvs-agent realserver up` (tunl0 up, VIP, rp_filter): fetches answered in IP-in-IP; `down` puts everything back",
+        timeout_secs: 180,
+        run: realserver_tun::run,
     },
     Scenario {
         name: "ipvs_drift",

@@ -116,19 +116,10 @@ pub fn run(ctx: &mut Ctx) -> Result<()> {
     let start_at = rec.now();
     let mut clients = Vec::new();
     for (i, vip) in vips.iter().enumerate() {
-        let target = format!("{vip}:{ECHO_PORT}");
-        let stream = Stream {
-            target: &target,
-            conns: CONNS,
-            secs: 3600,
-            first_port: 20000 + CONNS * i as u16,
-            rate: 10,
-        };
-        clients.push((
-            vip.clone(),
-            CONNS,
-            procs.stream(ctx, &topo.ns("client"), &stream)?,
-        ));
+        let first_port = 20000 + CONNS * i as u16;
+        clients.push(stream_to(
+            ctx, &mut procs, &topo, vip, CONNS, first_port, 10,
+        )?);
     }
     // Every connection open before the first crash: the steps test established
     // connections. A connect racing a crash's failover is seed_ha's outage batch; here
@@ -159,21 +150,13 @@ pub fn run(ctx: &mut Ctx) -> Result<()> {
             if !crash {
                 let vip = &vips[n - 1];
                 let target = format!("{vip}:{ECHO_PORT}");
-                let stream = Stream {
-                    target: &target,
-                    conns: FRESH,
-                    secs: 3600,
-                    first_port: 30000 + FRESH * n as u16,
-                    // A line every 0.5 s: the first after the hand-over comes before
-                    // the sync message (2 to 3 s), at a fifth of the long streams'
-                    // load on the TCG VM.
-                    rate: 2,
-                };
-                clients.push((
-                    vip.clone(),
-                    FRESH,
-                    procs.stream(ctx, &topo.ns("client"), &stream)?,
-                ));
+                let first_port = 30000 + FRESH * n as u16;
+                // A line every 0.5 s: the first after the hand-over comes before the
+                // sync message (2 to 3 s), at a fifth of the long streams' load on
+                // the TCG VM.
+                clients.push(stream_to(
+                    ctx, &mut procs, &topo, vip, FRESH, first_port, 2,
+                )?);
                 let open = wait_until(Duration::from_secs(30), || {
                     Ok(
                         quiet(&topo.ns(&node), &["ipvsadm", "-L", "-n", "-c"]).is_ok_and(|l| {
@@ -280,6 +263,29 @@ pub fn run(ctx: &mut Ctx) -> Result<()> {
         a.stop(ctx)?;
     }
     Ok(())
+}
+
+/// `conns` connections from the client to `vip`'s echo service, from source ports
+/// `first_port..`, `rate` lines a second each: (VIP, connections, stream index).
+fn stream_to(
+    ctx: &mut Ctx,
+    procs: &mut Background,
+    topo: &Topology,
+    vip: &str,
+    conns: u16,
+    first_port: u16,
+    rate: u32,
+) -> Result<(String, u16, usize)> {
+    let target = format!("{vip}:{ECHO_PORT}");
+    let stream = Stream {
+        target: &target,
+        conns,
+        secs: 3600,
+        first_port,
+        rate,
+    };
+    let index = procs.stream(ctx, &topo.ns("client"), &stream)?;
+    Ok((vip.to_owned(), conns, index))
 }
 
 /// Every agent log's ownership lines (groups, presumptions, silences, stalls,

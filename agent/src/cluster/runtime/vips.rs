@@ -42,13 +42,13 @@ impl Runtime {
             .collect();
         self.remove_vips(&old, &stale).await;
         let window = super::guard_window(&self.cluster);
-        let fresh = group
+        let new = group
             .addresses
             .iter()
             .filter(|a| !old.addresses.contains(a))
-            .map(|a| guard::Op::For(a.addr, window))
-            .collect();
-        self.guard.apply(fresh).await;
+            .map(|a| a.addr);
+        let fresh = self.guard_ops(new, |t| guard::Op::For(t, window));
+        self.guard.apply(fresh);
         if let Some(h) = self.held.get_mut(&group.name) {
             h.group = group.clone();
         }
@@ -115,12 +115,9 @@ impl Runtime {
         }
         // Guarded with no end while not held: now for the window (no gap between).
         let window = super::guard_window(&self.cluster);
-        let ops = group
-            .addresses
-            .iter()
-            .map(|a| guard::Op::For(a.addr, window))
-            .collect();
-        self.guard.apply(ops).await;
+        let addrs = group.addresses.iter().map(|a| a.addr);
+        let ops = self.guard_ops(addrs, |t| guard::Op::For(t, window));
+        self.guard.apply(ops);
         self.master_until_ms = None;
         info!(group = name, "acquired: VIPs added, announcing");
         let me = self.node.id.to_string();
@@ -172,9 +169,8 @@ impl Runtime {
         self.ownership_event("released", name, &me);
         let addrs: Vec<IpAddr> = held.group.addresses.iter().map(|a| a.addr).collect();
         self.remove_vips(&held.group, &addrs).await;
-        self.guard
-            .apply(addrs.iter().map(|&a| guard::Op::Always(a)).collect())
-            .await;
+        let ops = self.guard_ops(addrs.iter().copied(), guard::Op::Always);
+        self.guard.apply(ops);
         if self.held.is_empty() {
             let linger = ms(super::guard_window(&self.cluster));
             self.master_until_ms = Some(self.now_ms() + linger);
