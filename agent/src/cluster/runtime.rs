@@ -74,9 +74,10 @@ struct Held {
 /// After a failed acquire, the election is retried this much later.
 const ACQUIRE_RETRY: Duration = Duration::from_secs(1);
 
-/// A wake this much later than due is a stall of this node (timer lateness is a few
-/// ms; a loaded host or a paused VM is hundreds): the routers are credited it
-/// (`Input::Stalled`).
+/// A turn that ends this much later than its wake was due is a stall of this node
+/// (timer lateness is a few ms; a loaded host or a paused VM is hundreds; a turn's own
+/// long await counts too): adverts waited unread meanwhile, so the routers are
+/// credited it (`Input::Stalled`).
 const STALL: Duration = Duration::from_millis(250);
 
 /// A removed VIP interface is looked for this often until it is back.
