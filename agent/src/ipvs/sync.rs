@@ -2,8 +2,8 @@
 //! accepts every master's syncid) at all times, so it holds the connections of
 //! whichever node owns a VIP group when it takes the group over; while it owns at
 //! least one group, and for the sync catch-up after it released its last, it also
-//! runs a master with its own syncid (the cluster stage decides, `owns_any`). A network namespace
-//! runs at most one daemon of each state. The decision is pure ([`desired`],
+//! runs a master with its own syncid (the cluster stage decides, `owns_any`). A
+//! network namespace runs at most one daemon of each state. The decision is pure ([`desired`],
 //! [`plan`]); [`reconcile`] is the thin shell.
 
 use std::net::IpAddr;
