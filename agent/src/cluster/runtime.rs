@@ -1140,9 +1140,7 @@ impl Runtime {
                     // Another master held the group a moment ago: neighbours may have
                     // opened connections through it that its sync has not brought here.
                     if let Some(h) = self.held.get(name) {
-                        let window = guard_window(&self.cluster);
-                        let addrs = h.group.addresses.iter().map(|a| a.addr);
-                        let ops = self.guard_ops(addrs, |t| guard::Op::For(t, window));
+                        let ops = self.guard_taken(h.group.addresses.iter().map(|a| a.addr));
                         self.guard.apply_now(ops).await;
                     }
                     self.announce(name);
@@ -1163,6 +1161,13 @@ impl Runtime {
             .filter(|t| addrs.contains(&t.addr))
             .map(op)
             .collect()
+    }
+
+    /// The guard's ops for addresses just taken (or re-announced): their targets are
+    /// guarded for the window from now.
+    fn guard_taken(&self, addrs: impl IntoIterator<Item = IpAddr>) -> Vec<guard::Op> {
+        let window = guard_window(&self.cluster);
+        self.guard_ops(addrs, |t| guard::Op::For(t, window))
     }
 
     fn set_drain(&mut self, drain: bool) {

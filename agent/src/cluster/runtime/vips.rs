@@ -41,14 +41,12 @@ impl Runtime {
             .filter(|a| !keep.contains(a))
             .collect();
         self.remove_vips(&old, &stale).await;
-        let window = super::guard_window(&self.cluster);
         let new = group
             .addresses
             .iter()
             .filter(|a| !old.addresses.contains(a))
             .map(|a| a.addr);
-        let fresh = self.guard_ops(new, |t| guard::Op::For(t, window));
-        self.guard.apply(fresh);
+        self.guard.apply(self.guard_taken(new));
         if let Some(h) = self.held.get_mut(&group.name) {
             h.group = group.clone();
         }
@@ -114,10 +112,8 @@ impl Runtime {
             return false;
         }
         // Guarded with no end while not held: now for the window (no gap between).
-        let window = super::guard_window(&self.cluster);
-        let addrs = group.addresses.iter().map(|a| a.addr);
-        let ops = self.guard_ops(addrs, |t| guard::Op::For(t, window));
-        self.guard.apply(ops);
+        self.guard
+            .apply(self.guard_taken(group.addresses.iter().map(|a| a.addr)));
         self.master_until_ms = None;
         info!(group = name, "acquired: VIPs added, announcing");
         let me = self.node.id.to_string();
