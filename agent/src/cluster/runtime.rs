@@ -166,7 +166,7 @@ pub(super) struct Runtime {
     /// Keeps a VIP this node takes from resetting the connections whose sync messages
     /// are still on their way (`vip::guard`).
     guard: Guard,
-    /// After this node released its last group, its sync master runs until then (ms):
+    /// After this node released its last group, its sync master runs up to this time (ms):
     /// the kernel discards a stopping master's unsent buffer, which holds the
     /// connections of its last 2 to 3 s, the ones the successor's guard waits for.
     master_until_ms: Option<u64>,
