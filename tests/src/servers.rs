@@ -1,9 +1,10 @@
 //! Small servers the lab's health scenarios run on the real servers: a TLS web server
-//! with a self-signed certificate made at start (for `ssl_get`), and a DNS responder
+//! with a self-signed certificate made at start or the test's own (for `ssl_get`), and a DNS responder
 //! for one name (for `dns_check`). Each serves until killed.
 use anyhow::{Context, Result};
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, UdpSocket};
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread;
@@ -11,17 +12,32 @@ use std::thread;
 /// What the TLS server answers every request.
 const PAGE: &[u8] = b"HTTP/1.0 200 OK\r\nContent-Length: 3\r\nConnection: close\r\n\r\nok\n";
 
-/// Serves [`PAGE`] over TLS on `listen` with a fresh self-signed certificate.
-pub fn tls_server(listen: SocketAddr) -> Result<()> {
-    let cert = rcgen::generate_simple_self_signed(vec!["lab.invalid".to_owned()])
-        .context("make a self-signed certificate")?;
-    let key = rustls::pki_types::PrivateKeyDer::try_from(cert.signing_key.serialize_der())
-        .map_err(|e| anyhow::anyhow!("certificate key: {e}"))?;
+/// Serves [`PAGE`] over TLS on `listen`: with the certificate and key of `pem` (PEM
+/// files), else with a fresh self-signed certificate.
+pub fn tls_server(listen: SocketAddr, pem: Option<(&Path, &Path)>) -> Result<()> {
+    use rustls::pki_types::pem::PemObject as _;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let (chain, key) = match pem {
+        Some((cert, key)) => (
+            CertificateDer::pem_file_iter(cert)
+                .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
+                .map_err(|e| anyhow::anyhow!("{}: {e}", cert.display()))?,
+            PrivateKeyDer::from_pem_file(key)
+                .map_err(|e| anyhow::anyhow!("{}: {e}", key.display()))?,
+        ),
+        None => {
+            let cert = rcgen::generate_simple_self_signed(vec!["lab.invalid".to_owned()])
+                .context("make a self-signed certificate")?;
+            let key = PrivateKeyDer::try_from(cert.signing_key.serialize_der())
+                .map_err(|e| anyhow::anyhow!("certificate key: {e}"))?;
+            (vec![cert.cert.der().clone()], key)
+        }
+    };
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let config = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()?
         .with_no_client_auth()
-        .with_single_cert(vec![cert.cert.der().clone()], key)
+        .with_single_cert(chain, key)
         .context("TLS server config")?;
     let config = Arc::new(config);
     let listener = TcpListener::bind(listen).with_context(|| format!("bind {listen}"))?;

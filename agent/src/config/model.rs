@@ -565,6 +565,10 @@ pub struct Check {
     #[serde(default)]
     pub url: Vec<UrlCheck>,
     pub virtualhost: Option<String>,
+    /// ssl_get: verify the real server's certificate (its chain, and its name:
+    /// `virtualhost`, else the connect address) against the CA certificates in this PEM
+    /// file. Without it the certificate is not verified, as keepalived does not.
+    pub tls_ca: Option<PathBuf>,
     /// Default: the real server's port.
     #[serde(default, deserialize_with = "de::opt_int::<1, 65535, _, _>")]
     pub connect_port: Option<u16>,

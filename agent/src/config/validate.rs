@@ -533,6 +533,16 @@ fn check_health_check(r: &mut Report, path: &str, c: &Check) {
     );
     only(
         r,
+        "tls_ca",
+        c.kind != CheckKind::SslGet && c.tls_ca.is_some(),
+        "ssl_get",
+    );
+    if c.tls_ca.as_ref().is_some_and(|p| !p.is_absolute()) {
+        // Read by every director, whatever its working directory.
+        r.err(at("tls_ca"), "must be an absolute path");
+    }
+    only(
+        r,
         "connect_port",
         misc && c.connect_port.is_some(),
         "http_get, ssl_get, tcp_check or dns_check",

@@ -2,6 +2,7 @@
 //! check, bounded by its timeout, giving an [`Outcome`] with the reason of a failure.
 
 use std::net::SocketAddr;
+use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
 
@@ -31,13 +32,17 @@ pub async fn run(probe: &Probe, limit: Duration) -> Outcome {
         Probe::Http {
             target,
             tls,
+            ca,
             host,
             urls,
-        } => match timeout(limit, http(*target, *tls, host.as_deref(), urls)).await {
-            Ok(Ok(())) => Outcome::Pass { weight: None },
-            Ok(Err(reason)) => Outcome::Fail(reason),
-            Err(_) => Outcome::Fail(format!("no complete reply after {}", secs(limit))),
-        },
+        } => {
+            let tls = tls.then_some(ca.as_deref());
+            match timeout(limit, http(*target, tls, host.as_deref(), urls)).await {
+                Ok(Ok(())) => Outcome::Pass { weight: None },
+                Ok(Err(reason)) => Outcome::Fail(reason),
+                Err(_) => Outcome::Fail(format!("no complete reply after {}", secs(limit))),
+            }
+        }
         Probe::Misc { command, dynamic } => misc(command, *dynamic, limit).await,
         Probe::Dns {
             target,
@@ -83,13 +88,14 @@ async fn connect(target: SocketAddr, limit: Duration) -> Result<TcpStream, Strin
 }
 
 /// Every url in turn on its own connection (keepalived's HTTP_GET / SSL_GET): all
-/// must pass.
+/// must pass. `tls`: over TLS, verified against the CA file if one is given.
 async fn http(
     target: SocketAddr,
-    tls: bool,
+    tls: Option<Option<&Path>>,
     host: Option<&str>,
     urls: &[Url],
 ) -> Result<(), String> {
+    let connector = tls.map(tls::connector).transpose()?;
     for url in urls {
         let stream = TcpStream::connect(target)
             .await
@@ -99,13 +105,13 @@ async fn http(
             "GET {} HTTP/1.0\r\nHost: {host_header}\r\nUser-Agent: lvs-agent\r\nConnection: close\r\n\r\n",
             url.path
         );
-        let reply = if tls {
+        let reply = if let Some(connector) = &connector {
             let name = match host {
                 Some(h) => ServerName::try_from(h.to_owned())
                     .map_err(|e| format!("virtualhost {h:?} as a TLS name: {e}"))?,
                 None => ServerName::IpAddress(target.ip().into()),
             };
-            let stream = tls::connector()
+            let stream = connector
                 .connect(name, stream)
                 .await
                 .map_err(|e| format!("TLS handshake with {target}: {e}"))?;
@@ -223,6 +229,8 @@ fn secs(d: Duration) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::path::PathBuf;
+    use std::sync::Arc;
 
     fn url(digest: Option<&str>) -> Url {
         Url {
@@ -279,6 +287,7 @@ mod tests {
         let http = Probe::Http {
             target,
             tls: false,
+            ca: None,
             host: Some("www.example".into()),
             urls: vec![url(None)],
         };
@@ -294,6 +303,121 @@ mod tests {
             reason.starts_with(&format!("connect to {gone}: ")),
             "{reason}"
         );
+    }
+
+    /// A CA and a certificate it signs for `www.lab.invalid` and 127.0.0.1, and
+    /// another CA that signs nothing; PEM files in a fresh directory.
+    fn pki(dir: &std::path::Path) -> (rustls::ServerConfig, PathBuf, PathBuf) {
+        use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
+        let ca = |name: &str| {
+            let key = KeyPair::generate().unwrap();
+            let mut params = CertificateParams::default();
+            params.distinguished_name.push(DnType::CommonName, name);
+            params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+            let cert = params.self_signed(&key).unwrap();
+            (cert, Issuer::new(params, key))
+        };
+        let (ca_cert, issuer) = ca("lab CA");
+        let (other_cert, _) = ca("other CA");
+        let key = KeyPair::generate().unwrap();
+        let params =
+            CertificateParams::new(vec!["www.lab.invalid".to_owned(), "127.0.0.1".to_owned()])
+                .unwrap();
+        let cert = params.signed_by(&key, &issuer).unwrap();
+        std::fs::create_dir_all(dir).unwrap();
+        let (ca_pem, other_pem) = (dir.join("ca.pem"), dir.join("other.pem"));
+        std::fs::write(&ca_pem, ca_cert.pem()).unwrap();
+        std::fs::write(&other_pem, other_cert.pem()).unwrap();
+        let key = rustls::pki_types::PrivateKeyDer::try_from(key.serialize_der()).unwrap();
+        let server = rustls::ServerConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(vec![cert.der().clone()], key)
+        .unwrap();
+        (server, ca_pem, other_pem)
+    }
+
+    #[tokio::test]
+    async fn ssl_get_verifies_the_certificate_only_with_a_ca() {
+        let dir = std::env::temp_dir().join(format!("lvs-probe-tls-{}", std::process::id()));
+        let (server, ca, other) = pki(&dir);
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(server));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let target = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            while let Ok((tcp, _)) = listener.accept().await {
+                let acceptor = acceptor.clone();
+                tokio::spawn(async move {
+                    let Ok(mut s) = acceptor.accept(tcp).await else {
+                        return;
+                    };
+                    let mut buf = [0; 1024];
+                    let _ = s.read(&mut buf).await;
+                    let _ = s.write_all(b"HTTP/1.0 200 OK\r\n\r\nok\n").await;
+                    let _ = s.shutdown().await;
+                });
+            }
+        });
+        let probe = |ca: Option<&PathBuf>, host: Option<&str>| Probe::Http {
+            target,
+            tls: true,
+            ca: ca.cloned(),
+            host: host.map(str::to_owned),
+            urls: vec![url(None)],
+        };
+        let limit = Duration::from_secs(5);
+        let pass = Outcome::Pass { weight: None };
+        let fail = |outcome: Outcome| match outcome {
+            Outcome::Fail(reason) => reason,
+            Outcome::Pass { .. } => panic!("passed"),
+        };
+        // keepalived's way: any certificate.
+        assert_eq!(run(&probe(None, Some("any.invalid")), limit).await, pass);
+        // Verified: the chain to the CA and the name, virtualhost or the address.
+        assert_eq!(
+            run(&probe(Some(&ca), Some("www.lab.invalid")), limit).await,
+            pass
+        );
+        assert_eq!(run(&probe(Some(&ca), None), limit).await, pass);
+        let wrong_name = fail(run(&probe(Some(&ca), Some("other.invalid")), limit).await);
+        assert!(
+            wrong_name.starts_with(&format!(
+                "TLS handshake with {target}: invalid peer certificate"
+            )),
+            "{wrong_name}"
+        );
+        let wrong_ca = fail(run(&probe(Some(&other), Some("www.lab.invalid")), limit).await);
+        assert!(wrong_ca.contains("UnknownIssuer"), "{wrong_ca}");
+        // The CA file is read again once it changes.
+        let rotated = dir.join("rotated.pem");
+        std::fs::copy(&ca, &rotated).unwrap();
+        assert_eq!(run(&probe(Some(&rotated), None), limit).await, pass);
+        std::fs::copy(&other, &rotated).unwrap();
+        let later = std::time::SystemTime::now() + Duration::from_secs(5);
+        std::fs::File::options()
+            .write(true)
+            .open(&rotated)
+            .unwrap()
+            .set_modified(later)
+            .unwrap();
+        assert!(fail(run(&probe(Some(&rotated), None), limit).await).contains("UnknownIssuer"));
+        // A CA file that cannot serve: named, with the reason.
+        let missing = dir.join("missing.pem");
+        let reason = fail(run(&probe(Some(&missing), None), limit).await);
+        assert!(
+            reason.starts_with(&format!("tls_ca {}: ", missing.display())),
+            "{reason}"
+        );
+        let empty = dir.join("empty.pem");
+        std::fs::write(&empty, "not a certificate\n").unwrap();
+        assert_eq!(
+            fail(run(&probe(Some(&empty), None), limit).await),
+            format!("tls_ca {}: no certificate in it", empty.display())
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[tokio::test]

@@ -4,6 +4,7 @@
 //! services or ports is probed once per interval and its verdict serves them all.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 
 use crate::config::{CheckKind, DnsType, RealServer, Service};
 
@@ -27,8 +28,11 @@ pub enum Probe {
     /// `http_get` / `ssl_get`: every url answers with an accepted status (and digest).
     Http {
         target: SocketAddr,
-        /// `ssl_get`: over TLS (the certificate is not verified, as keepalived).
+        /// `ssl_get`: over TLS.
         tls: bool,
+        /// `tls_ca`: the certificate is verified against these CAs (else not at all,
+        /// as keepalived).
+        ca: Option<PathBuf>,
         /// `Host:` header (`virtualhost`); default: the target.
         host: Option<String>,
         urls: Vec<Url>,
@@ -73,6 +77,7 @@ pub fn checks(service: &Service, rs: &RealServer) -> Vec<CheckKey> {
                     Probe::Http {
                         target,
                         tls: c.kind == CheckKind::SslGet,
+                        ca: c.tls_ca.clone(),
                         host: c.virtualhost.clone(),
                         urls: c
                             .url
@@ -141,6 +146,7 @@ mod tests {
             Probe::Http {
                 target: "172.16.0.100:80".parse().unwrap(),
                 tls: false,
+                ca: None,
                 host: None,
                 urls: vec![Url {
                     path: "/".into(),

@@ -1,17 +1,31 @@
 //! TLS for `ssl_get`: like keepalived, the real server's certificate is not verified
-//! (health pages sit behind self-signed or internal certificates); the handshake,
-//! the status and the digest are what the check judges.
+//! by default (health pages sit behind self-signed or internal certificates); the
+//! handshake, the status and the digest are what the check judges. A check with
+//! `tls_ca` verifies the chain and the name against that file's CAs.
 
-use std::sync::{Arc, OnceLock};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::SystemTime;
 
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::{ring, verify_tls12_signature, verify_tls13_signature, CryptoProvider};
+use rustls::pki_types::pem::PemObject as _;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
-use rustls::{ClientConfig, DigitallySignedStruct, SignatureScheme};
+use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
 use tokio_rustls::TlsConnector;
 
-/// One connector for every probe (its session cache shared).
-pub fn connector() -> TlsConnector {
+/// The connector for a probe: `ca` `None`, one for every unverified probe (its session
+/// cache shared); else one per CA file, read again when the file changes (a CA
+/// rotated in place needs no reload).
+pub fn connector(ca: Option<&Path>) -> Result<TlsConnector, String> {
+    match ca {
+        None => Ok(unverified()),
+        Some(path) => verifying(path),
+    }
+}
+
+fn unverified() -> TlsConnector {
     static CONNECTOR: OnceLock<TlsConnector> = OnceLock::new();
     CONNECTOR
         .get_or_init(|| {
@@ -25,6 +39,46 @@ pub fn connector() -> TlsConnector {
             TlsConnector::from(Arc::new(config))
         })
         .clone()
+}
+
+type Verifying = BTreeMap<PathBuf, (SystemTime, TlsConnector)>;
+
+fn verifying(path: &Path) -> Result<TlsConnector, String> {
+    static CONNECTORS: OnceLock<Mutex<Verifying>> = OnceLock::new();
+    let modified = std::fs::metadata(path)
+        .and_then(|m| m.modified())
+        .map_err(|e| format!("tls_ca {}: {e}", path.display()))?;
+    let mut connectors = CONNECTORS
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(|e| e.into_inner());
+    if let Some((at, connector)) = connectors.get(path) {
+        if *at == modified {
+            return Ok(connector.clone());
+        }
+    }
+    let roots = roots(path)?;
+    let config = ClientConfig::builder_with_provider(Arc::new(ring::default_provider()))
+        .with_safe_default_protocol_versions()
+        .expect("ring supports the default TLS versions")
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let connector = TlsConnector::from(Arc::new(config));
+    connectors.insert(path.to_owned(), (modified, connector.clone()));
+    Ok(connector)
+}
+
+/// The CA certificates of a PEM file; an error names the file and what is wrong.
+fn roots(path: &Path) -> Result<RootCertStore, String> {
+    let at = |e: &dyn std::fmt::Display| format!("tls_ca {}: {e}", path.display());
+    let mut roots = RootCertStore::empty();
+    for cert in CertificateDer::pem_file_iter(path).map_err(|e| at(&e))? {
+        roots.add(cert.map_err(|e| at(&e))?).map_err(|e| at(&e))?;
+    }
+    if roots.is_empty() {
+        return Err(at(&"no certificate in it"));
+    }
+    Ok(roots)
 }
 
 /// Accepts any certificate, still checking the handshake's signatures with it.

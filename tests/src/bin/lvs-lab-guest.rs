@@ -61,7 +61,11 @@ fn real_main() -> Result<()> {
             println!("accepted={accepted}");
             Ok(())
         }
-        ["tls-server", listen] => servers::tls_server(parse(listen, "LISTEN_ADDR:PORT")?),
+        ["tls-server", listen] => servers::tls_server(parse(listen, "LISTEN_ADDR:PORT")?, None),
+        ["tls-server", listen, cert, key] => servers::tls_server(
+            parse(listen, "LISTEN_ADDR:PORT")?,
+            Some((std::path::Path::new(cert), std::path::Path::new(key))),
+        ),
         ["dns-server", listen, name, addr] => servers::dns_server(
             parse(listen, "LISTEN_ADDR:PORT")?,
             name,
@@ -93,7 +97,7 @@ fn real_main() -> Result<()> {
         _ => bail!(
             "usage: lvs-lab-guest run | shell | fetch ADDR:PORT COUNT FIRST_SOURCE_PORT\n\
              | echo-server LISTEN_ADDR:PORT | stream-client ADDR:PORT CONNS SECONDS FIRST_SOURCE_PORT RATE\n\
-             | tls-server LISTEN_ADDR:PORT | dns-server LISTEN_ADDR:PORT NAME IPV4_ADDRESS\n\
+             | tls-server LISTEN_ADDR:PORT [CERT_PEM KEY_PEM] | dns-server LISTEN_ADDR:PORT NAME IPV4_ADDRESS\n\
              | listen-many ADDRESS FIRST_PORT COUNT TALLY_FILE\n\
              | ipvs-bench SERVICES DESTS"
         ),

@@ -5,6 +5,9 @@
 //!   weight 0;
 //! - `ssl_get` (10.0.0.10:443) against a TLS server with a self-signed certificate the
 //!   test makes (`lvs-lab-guest tls-server`);
+//! - `ssl_get` with `tls_ca` (10.0.0.10:444) against a TLS server whose certificate for
+//!   `www.lab.invalid` the test's CA signed: verified, up; the same with another CA's
+//!   file (10.0.0.10:445): no real server ever passes, `status` says why;
 //! - `misc_check` with `misc_dynamic` (10.0.0.10:81): a script exits with what a file
 //!   says (0 up, 1 down, 5 up with weight 3);
 //! - `dns_check` (udp 10.0.0.10:53) against a DNS responder (`lvs-lab-guest
@@ -68,6 +71,20 @@ const EXPECT: &[Expect] = &[
         back: &[("172.16.0.100:443", 1), ("172.16.0.101:443", 1)],
     },
     Expect {
+        service: "TCP 10.0.0.10:444",
+        what: "ssl_get, tls_ca",
+        start: &[("172.16.0.100:444", 1), ("172.16.0.101:444", 1)],
+        down: &[("172.16.0.101:444", 1)],
+        back: &[("172.16.0.100:444", 1), ("172.16.0.101:444", 1)],
+    },
+    Expect {
+        service: "TCP 10.0.0.10:445",
+        what: "ssl_get, tls_ca of a CA that signed nothing",
+        start: &[],
+        down: &[],
+        back: &[],
+    },
+    Expect {
         service: "TCP 10.0.0.10:81",
         what: "misc_check, misc_dynamic",
         start: &[("172.16.0.100:81", 3), ("172.16.0.101:81", 1)],
@@ -117,11 +134,12 @@ pub fn run(ctx: &mut Ctx) -> Result<()> {
         &node,
         node_toml(1, "172.16.0.10") + &format!("join = []\ncluster_key_files = [\"{key}\"]\n"),
     )?;
+    let pki = Pki::make(&dir)?;
     let cluster = dir.join("cluster.toml");
-    std::fs::write(&cluster, cluster_toml())?;
+    std::fs::write(&cluster, cluster_toml(&pki))?;
     let mut servers = Background::default();
-    start_servers(ctx, &topo, &mut servers, "rs2")?;
-    start_servers(ctx, &topo, &mut servers, "rs1")?;
+    start_servers(ctx, &topo, &mut servers, "rs2", &pki)?;
+    start_servers(ctx, &topo, &mut servers, "rs1", &pki)?;
     let agent = Agent::start(
         ctx,
         Some(&topo.ns("lb1")),
@@ -141,6 +159,22 @@ pub fn run(ctx: &mut Ctx) -> Result<()> {
         ok,
         "lb1 holds 10.0.0.10 and every service has its starting table",
     )?;
+    let agent_bin = ctx.guest_tool().with_file_name("lvs-agent");
+    let status = format!(
+        "{} status --socket /run/lvs-agent-lb1.sock",
+        agent_bin.display()
+    );
+    let mut last = String::new();
+    let why = "(TLS handshake with 172.16.0.100:8444: invalid peer certificate: UnknownIssuer";
+    let shown = wait_until(Duration::from_secs(10), || {
+        last = quiet(&lb1, &["sh", "-c", &status])?;
+        Ok(last.contains("service tcp 10.0.0.10:445 healthy 0/2") && last.contains(why))
+    })?;
+    ctx.sh.note(format!("[lb1]# lvs-agent status\n{last}"));
+    ctx.check(
+        shown,
+        "lvs-agent status: 10.0.0.10:445 healthy 0/2, the certificate's issuer unknown",
+    )?;
 
     // rs1 fails everything at once.
     let failed = Instant::now();
@@ -159,7 +193,7 @@ pub fn run(ctx: &mut Ctx) -> Result<()> {
         &topo.ns("rs1"),
         &["busybox", "httpd", "-f", "-p", "80", "-h", &www],
     )?;
-    start_servers(ctx, &topo, &mut servers, "rs1")?;
+    start_servers(ctx, &topo, &mut servers, "rs1", &pki)?;
     std::fs::write(EXIT_FILE, "5")?;
     let back = reached(&lb1, Phase::Back, BACK_BOUND * 3);
     ctx.sh
@@ -219,16 +253,62 @@ pub fn run(ctx: &mut Ctx) -> Result<()> {
     Ok(())
 }
 
+/// The test's CA, a certificate it signed for `www.lab.invalid` with its key, and
+/// another CA that signed nothing: PEM files.
+struct Pki {
+    ca: String,
+    other_ca: String,
+    cert: String,
+    key: String,
+}
+
+impl Pki {
+    fn make(dir: &std::path::Path) -> Result<Pki> {
+        use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
+        let ca = |name: &str| -> Result<_> {
+            let key = KeyPair::generate()?;
+            let mut params = CertificateParams::default();
+            params.distinguished_name.push(DnType::CommonName, name);
+            params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+            let cert = params.self_signed(&key)?;
+            Ok((cert, Issuer::new(params, key)))
+        };
+        let (ca_cert, issuer) = ca("health-kinds CA")?;
+        let (other_cert, _) = ca("health-kinds other CA")?;
+        let key = KeyPair::generate()?;
+        let cert =
+            CertificateParams::new(vec!["www.lab.invalid".to_owned()])?.signed_by(&key, &issuer)?;
+        let path = |name: &str| dir.join(name).to_string_lossy().into_owned();
+        let pki = Pki {
+            ca: path("ca.pem"),
+            other_ca: path("other-ca.pem"),
+            cert: path("www.pem"),
+            key: path("www.key"),
+        };
+        std::fs::write(&pki.ca, ca_cert.pem())?;
+        std::fs::write(&pki.other_ca, other_cert.pem())?;
+        std::fs::write(&pki.cert, cert.pem())?;
+        std::fs::write(&pki.key, key.serialize_pem())?;
+        Ok(pki)
+    }
+}
+
 /// The TLS and DNS servers of real server `node` (its web server is the topology's).
 fn start_servers(
     ctx: &mut Ctx,
     topo: &Topology,
     servers: &mut Background,
     node: &str,
+    pki: &Pki,
 ) -> Result<()> {
     let tool = ctx.guest_tool().to_string_lossy().into_owned();
     let ns = topo.ns(node);
     servers.spawn(ctx, &ns, &[&tool, "tls-server", "0.0.0.0:8443"])?;
+    servers.spawn(
+        ctx,
+        &ns,
+        &[&tool, "tls-server", "0.0.0.0:8444", &pki.cert, &pki.key],
+    )?;
     servers.spawn(
         ctx,
         &ns,
@@ -243,7 +323,7 @@ fn start_servers(
     Ok(())
 }
 
-fn cluster_toml() -> String {
+fn cluster_toml(pki: &Pki) -> String {
     let check = "connect_timeout = 1\nretry = 1\ndelay_before_retry = 1\n";
     let service = |head: &str, rs: &dyn Fn(&str, u32) -> String| {
         let mut s = format!("[[service]]\nvip = \"10.0.0.10\"\ndelay_loop = 1\n{head}");
@@ -271,6 +351,16 @@ fn cluster_toml() -> String {
              url = [{{ path = \"/\" }}]\n{check}"
         )
     });
+    for (port, ca) in [(444, &pki.ca), (445, &pki.other_ca)] {
+        text += &service(&format!("port = {port}\n"), &|a, _| {
+            format!(
+                "[[service.real_server]]\naddress = \"{a}\"\nport = {port}\n\
+                 [[service.real_server.check]]\nkind = \"ssl_get\"\nconnect_port = 8444\n\
+                 virtualhost = \"www.lab.invalid\"\ntls_ca = \"{ca}\"\n\
+                 url = [{{ path = \"/\" }}]\n{check}"
+            )
+        });
+    }
     text += &service("port = 81\n", &|a, _| {
         let script = if a == RS1 {
             format!("exit $(cat {EXIT_FILE})")
