@@ -302,7 +302,7 @@ pub async fn run(config_files: &[PathBuf]) -> anyhow::Result<()> {
     let listeners = control::bind(&config.node).await?;
     let metrics = Metrics::new();
     let mut ipvs = IpvsStage::start(&config, Arc::clone(&metrics)).await?;
-    let checks = health::runner::spawn(config.checks.clone());
+    let checks = health::runner::spawn(config.checks.clone())?;
     let mut verdicts = checks.verdicts();
     ipvs.health.verdicts = verdicts.borrow_and_update().clone();
     // Without VIP groups or a cluster store a director only runs IPVS, and needs no

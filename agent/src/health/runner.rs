@@ -1,17 +1,20 @@
 //! The health task: owns every check's [`Checker`], runs each probe when due (at most
-//! [`MAX_IN_FLIGHT`] at once, each bounded by its own timeout), and publishes the
-//! verdicts whenever one changes. The first probes are spread over each check's
+//! [`MAX_IN_FLIGHT`] at once, each bounded by its own timeout, all polled by this one
+//! task: no task spawned per probe), and publishes the verdicts whenever one changes. The first probes are spread over each check's
 //! `warmup` by a hash of the check, so 10,000 checks do not start in one instant and
 //! a restarted agent spreads them the same way.
 
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet, BinaryHeap};
 use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::{mpsc, watch, Semaphore};
-use tokio::task::JoinSet;
+use anyhow::Context as _;
+use futures::stream::{FuturesUnordered, StreamExt as _};
+use tokio::sync::{mpsc, watch};
 use tokio::time::{sleep_until, Instant};
 use tracing::{info, warn};
 
@@ -25,8 +28,11 @@ const COALESCE: Duration = Duration::from_millis(20);
 
 /// Probes running at once. Each holds a socket (or a child process) for at most its
 /// timeout: 512 leaves room under the usual 1,024 open files, and is 170 dead servers
-/// a second at a 3 s `connect_timeout`; live ones answer in milliseconds.
+/// a second at a 3 s `connect_timeout`; live ones answer in milliseconds. Due probes
+/// beyond it wait in the queue.
 const MAX_IN_FLIGHT: usize = 512;
+
+type Running = Pin<Box<dyn Future<Output = (CheckKey, Outcome)> + Send>>;
 
 /// The running health task.
 pub struct HealthHandle {
@@ -50,24 +56,33 @@ impl HealthHandle {
 }
 
 /// Starts the task with `checks`.
-pub fn spawn(checks: BTreeSet<CheckKey>) -> HealthHandle {
+pub fn spawn(checks: BTreeSet<CheckKey>) -> anyhow::Result<HealthHandle> {
     let (set_tx, set_rx) = mpsc::channel(4);
     let (verdicts_tx, verdicts_rx) = watch::channel(Arc::new(Verdicts::new()));
     let mut runner = Runner {
         t0: Instant::now(),
         checks: BTreeMap::new(),
         queue: BinaryHeap::new(),
-        probes: JoinSet::new(),
-        permits: Arc::new(Semaphore::new(MAX_IN_FLIGHT)),
+        probes: FuturesUnordered::new(),
         verdicts: verdicts_tx,
         publish_at: None,
     };
     runner.set(checks);
-    tokio::spawn(runner.run(set_rx));
-    HealthHandle {
+    // A thread and a single-threaded runtime of its own: thousands of probes a second
+    // never delay the cluster's adverts and heartbeats on the main runtime, and their
+    // wake-ups stay on one thread (no hand-offs between workers per probe).
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("health: the probes' runtime")?;
+    std::thread::Builder::new()
+        .name("health".to_owned())
+        .spawn(move || runtime.block_on(runner.run(set_rx)))
+        .context("health: the probes' thread")?;
+    Ok(HealthHandle {
         set: set_tx,
         verdicts: verdicts_rx,
-    }
+    })
 }
 
 struct Slot {
@@ -80,8 +95,7 @@ struct Runner {
     checks: BTreeMap<CheckKey, Slot>,
     /// Due times; an entry whose check is gone, running or rescheduled is skipped.
     queue: BinaryHeap<Reverse<(u64, CheckKey)>>,
-    probes: JoinSet<(CheckKey, Outcome)>,
-    permits: Arc<Semaphore>,
+    probes: FuturesUnordered<Running>,
     verdicts: watch::Sender<Arc<Verdicts>>,
     /// A verdict changed: publish then (see [`COALESCE`]).
     publish_at: Option<Instant>,
@@ -99,12 +113,11 @@ impl Runner {
                     Some(checks) => self.set(checks),
                     None => break,
                 },
-                Some(done) = self.probes.join_next(), if !self.probes.is_empty() => {
-                    if let Ok((key, outcome)) = done {
-                        self.record(key, outcome);
-                    }
+                Some((key, outcome)) = self.probes.next(), if !self.probes.is_empty() => {
+                    self.record(key, outcome);
                 }
-                () = sleep_until(due.unwrap_or_else(Instant::now)), if due.is_some() => {
+                () = sleep_until(due.unwrap_or_else(Instant::now)),
+                    if due.is_some() && self.probes.len() < MAX_IN_FLIGHT => {
                     self.launch_due();
                 }
                 () = sleep_until(self.publish_at.unwrap_or_else(Instant::now)),
@@ -113,7 +126,6 @@ impl Runner {
                 }
             }
         }
-        self.probes.abort_all();
     }
 
     fn now_ms(&self) -> u64 {
@@ -152,7 +164,7 @@ impl Runner {
     fn launch_due(&mut self) {
         let now = self.now_ms();
         while let Some(Reverse((at, _))) = self.queue.peek() {
-            if *at > now {
+            if *at > now || self.probes.len() >= MAX_IN_FLIGHT {
                 break;
             }
             let Some(Reverse((at, key))) = self.queue.pop() else {
@@ -165,12 +177,10 @@ impl Runner {
                 continue;
             }
             slot.in_flight = true;
-            let permits = Arc::clone(&self.permits);
-            self.probes.spawn(async move {
-                let _permit = permits.acquire_owned().await;
+            self.probes.push(Box::pin(async move {
                 let outcome = probe::run(&key.probe, Duration::from_millis(key.limit_ms)).await;
                 (key, outcome)
-            });
+            }));
         }
     }
 
@@ -273,7 +283,7 @@ mod tests {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
         let up = key(port, true);
-        let handle = spawn(BTreeSet::from([up.clone()]));
+        let handle = spawn(BTreeSet::from([up.clone()])).unwrap();
         let wait = |want: bool| {
             let mut verdicts = handle.verdicts();
             let up = up.clone();
