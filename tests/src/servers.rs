@@ -4,7 +4,7 @@
 use anyhow::{Context, Result};
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, UdpSocket};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread;
@@ -12,9 +12,51 @@ use std::thread;
 /// What the TLS server answers every request.
 const PAGE: &[u8] = b"HTTP/1.0 200 OK\r\nContent-Length: 3\r\nConnection: close\r\n\r\nok\n";
 
-/// Serves [`PAGE`] over TLS on `listen`: with the certificate and key of `pem` (PEM
-/// files), else with a fresh self-signed certificate.
-pub fn tls_server(listen: SocketAddr, pem: Option<(&Path, &Path)>) -> Result<()> {
+/// A test CA, a certificate it signed for `www.lab.invalid` and 127.0.0.1 with its key,
+/// and another CA that signed nothing: PEM files written by [`Pki::make`].
+pub struct Pki {
+    pub ca: PathBuf,
+    pub other_ca: PathBuf,
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+impl Pki {
+    /// Makes the certificates and writes them in `dir` (created if needed).
+    pub fn make(dir: &Path) -> Result<Pki> {
+        use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
+        let ca = |name: &str| -> Result<_> {
+            let key = KeyPair::generate()?;
+            let mut params = CertificateParams::default();
+            // Distinct names: a verifier looks the issuer up by name.
+            params.distinguished_name.push(DnType::CommonName, name);
+            params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+            let cert = params.self_signed(&key)?;
+            Ok((cert, Issuer::new(params, key)))
+        };
+        let (ca_cert, issuer) = ca("lvs-mesh test CA")?;
+        let (other_cert, _) = ca("lvs-mesh other test CA")?;
+        let key = KeyPair::generate()?;
+        let names = vec!["www.lab.invalid".to_owned(), "127.0.0.1".to_owned()];
+        let cert = CertificateParams::new(names)?.signed_by(&key, &issuer)?;
+        std::fs::create_dir_all(dir)?;
+        let pki = Pki {
+            ca: dir.join("ca.pem"),
+            other_ca: dir.join("other-ca.pem"),
+            cert: dir.join("www.pem"),
+            key: dir.join("www.key"),
+        };
+        std::fs::write(&pki.ca, ca_cert.pem())?;
+        std::fs::write(&pki.other_ca, other_cert.pem())?;
+        std::fs::write(&pki.cert, cert.pem())?;
+        std::fs::write(&pki.key, key.serialize_pem())?;
+        Ok(pki)
+    }
+}
+
+/// A TLS server config with the certificate and key of `pem` (PEM files), else with a
+/// fresh self-signed certificate.
+pub fn tls_config(pem: Option<(&Path, &Path)>) -> Result<rustls::ServerConfig> {
     use rustls::pki_types::pem::PemObject as _;
     use rustls::pki_types::{CertificateDer, PrivateKeyDer};
     let (chain, key) = match pem {
@@ -34,11 +76,16 @@ pub fn tls_server(listen: SocketAddr, pem: Option<(&Path, &Path)>) -> Result<()>
         }
     };
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let config = rustls::ServerConfig::builder_with_provider(provider)
+    rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()?
         .with_no_client_auth()
         .with_single_cert(chain, key)
-        .context("TLS server config")?;
+        .context("TLS server config")
+}
+
+/// Serves [`PAGE`] over TLS on `listen` (certificate: see [`tls_config`]).
+pub fn tls_server(listen: SocketAddr, pem: Option<(&Path, &Path)>) -> Result<()> {
+    let config = tls_config(pem)?;
     let config = Arc::new(config);
     let listener = TcpListener::bind(listen).with_context(|| format!("bind {listen}"))?;
     for conn in listener.incoming() {

@@ -313,45 +313,12 @@ mod tests {
         );
     }
 
-    /// A CA and a certificate it signs for `www.lab.invalid` and 127.0.0.1, and
-    /// another CA that signs nothing; PEM files in a fresh directory.
-    fn pki(dir: &std::path::Path) -> (rustls::ServerConfig, PathBuf, PathBuf) {
-        use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
-        let ca = |name: &str| {
-            let key = KeyPair::generate().unwrap();
-            let mut params = CertificateParams::default();
-            params.distinguished_name.push(DnType::CommonName, name);
-            params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-            let cert = params.self_signed(&key).unwrap();
-            (cert, Issuer::new(params, key))
-        };
-        let (ca_cert, issuer) = ca("lab CA");
-        let (other_cert, _) = ca("other CA");
-        let key = KeyPair::generate().unwrap();
-        let params =
-            CertificateParams::new(vec!["www.lab.invalid".to_owned(), "127.0.0.1".to_owned()])
-                .unwrap();
-        let cert = params.signed_by(&key, &issuer).unwrap();
-        std::fs::create_dir_all(dir).unwrap();
-        let (ca_pem, other_pem) = (dir.join("ca.pem"), dir.join("other.pem"));
-        std::fs::write(&ca_pem, ca_cert.pem()).unwrap();
-        std::fs::write(&other_pem, other_cert.pem()).unwrap();
-        let key = rustls::pki_types::PrivateKeyDer::try_from(key.serialize_der()).unwrap();
-        let server = rustls::ServerConfig::builder_with_provider(Arc::new(
-            rustls::crypto::ring::default_provider(),
-        ))
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_no_client_auth()
-        .with_single_cert(vec![cert.der().clone()], key)
-        .unwrap();
-        (server, ca_pem, other_pem)
-    }
-
     #[tokio::test]
     async fn ssl_get_verifies_the_certificate_only_with_a_ca() {
         let dir = std::env::temp_dir().join(format!("lvs-probe-tls-{}", std::process::id()));
-        let (server, ca, other) = pki(&dir);
+        let pki = lvs_tests::servers::Pki::make(&dir).unwrap();
+        let (ca, other) = (pki.ca.clone(), pki.other_ca.clone());
+        let server = lvs_tests::servers::tls_config(Some((&pki.cert, &pki.key))).unwrap();
         let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(server));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let target = listener.local_addr().unwrap();

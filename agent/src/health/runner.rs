@@ -1,8 +1,9 @@
 //! The health task: owns every check's [`Checker`], runs each probe when due (at most
 //! [`MAX_IN_FLIGHT`] at once, each bounded by its own timeout, all polled by this one
-//! task: no task spawned per probe), and publishes the verdicts whenever one changes. The first probes are spread over each check's
-//! `warmup` by a hash of the check, so 10,000 checks do not start in one instant and
-//! a restarted agent spreads them the same way.
+//! task: no task spawned per probe), and publishes the verdicts whenever one changes.
+//! The first probes are spread over each check's `warmup` by a hash of the check, so
+//! 10,000 checks do not start in one instant and a restarted agent spreads them the
+//! same way.
 
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet, BinaryHeap};

@@ -12,7 +12,10 @@ use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, Server
 use rustls::crypto::{ring, verify_tls12_signature, verify_tls13_signature, CryptoProvider};
 use rustls::pki_types::pem::PemObject as _;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
-use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
+use rustls::{
+    ClientConfig, ConfigBuilder, DigitallySignedStruct, RootCertStore, SignatureScheme,
+    WantsVerifier,
+};
 use tokio_rustls::TlsConnector;
 
 /// The connector for a probe: `ca` `None`, one for every unverified probe (its session
@@ -30,15 +33,19 @@ fn unverified() -> TlsConnector {
     CONNECTOR
         .get_or_init(|| {
             let provider = Arc::new(ring::default_provider());
-            let config = ClientConfig::builder_with_provider(Arc::clone(&provider))
-                .with_safe_default_protocol_versions()
-                .expect("ring supports the default TLS versions")
+            let config = builder(Arc::clone(&provider))
                 .dangerous()
                 .with_custom_certificate_verifier(Arc::new(AnyCertificate(provider)))
                 .with_no_client_auth();
             TlsConnector::from(Arc::new(config))
         })
         .clone()
+}
+
+fn builder(provider: Arc<CryptoProvider>) -> ConfigBuilder<ClientConfig, WantsVerifier> {
+    ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("ring supports the default TLS versions")
 }
 
 type Verifying = BTreeMap<PathBuf, (SystemTime, TlsConnector)>;
@@ -58,9 +65,7 @@ fn verifying(path: &Path) -> Result<TlsConnector, String> {
         }
     }
     let roots = roots(path)?;
-    let config = ClientConfig::builder_with_provider(Arc::new(ring::default_provider()))
-        .with_safe_default_protocol_versions()
-        .expect("ring supports the default TLS versions")
+    let config = builder(Arc::new(ring::default_provider()))
         .with_root_certificates(roots)
         .with_no_client_auth();
     let connector = TlsConnector::from(Arc::new(config));

@@ -27,6 +27,7 @@ use crate::scenario::Ctx;
 use crate::scenarios::agent::{cluster_key, wait_until, Agent, Background};
 use crate::scenarios::agent_restart::node_toml;
 use crate::scenarios::probe::{holds, quiet};
+use crate::servers::Pki;
 use crate::topology::{Topology, TopologySpec};
 use anyhow::Result;
 use std::collections::BTreeMap;
@@ -253,46 +254,6 @@ pub fn run(ctx: &mut Ctx) -> Result<()> {
     Ok(())
 }
 
-/// The test's CA, a certificate it signed for `www.lab.invalid` with its key, and
-/// another CA that signed nothing: PEM files.
-struct Pki {
-    ca: String,
-    other_ca: String,
-    cert: String,
-    key: String,
-}
-
-impl Pki {
-    fn make(dir: &std::path::Path) -> Result<Pki> {
-        use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
-        let ca = |name: &str| -> Result<_> {
-            let key = KeyPair::generate()?;
-            let mut params = CertificateParams::default();
-            params.distinguished_name.push(DnType::CommonName, name);
-            params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-            let cert = params.self_signed(&key)?;
-            Ok((cert, Issuer::new(params, key)))
-        };
-        let (ca_cert, issuer) = ca("health-kinds CA")?;
-        let (other_cert, _) = ca("health-kinds other CA")?;
-        let key = KeyPair::generate()?;
-        let cert =
-            CertificateParams::new(vec!["www.lab.invalid".to_owned()])?.signed_by(&key, &issuer)?;
-        let path = |name: &str| dir.join(name).to_string_lossy().into_owned();
-        let pki = Pki {
-            ca: path("ca.pem"),
-            other_ca: path("other-ca.pem"),
-            cert: path("www.pem"),
-            key: path("www.key"),
-        };
-        std::fs::write(&pki.ca, ca_cert.pem())?;
-        std::fs::write(&pki.other_ca, other_cert.pem())?;
-        std::fs::write(&pki.cert, cert.pem())?;
-        std::fs::write(&pki.key, key.serialize_pem())?;
-        Ok(pki)
-    }
-}
-
 /// The TLS and DNS servers of real server `node` (its web server is the topology's).
 fn start_servers(
     ctx: &mut Ctx,
@@ -307,7 +268,13 @@ fn start_servers(
     servers.spawn(
         ctx,
         &ns,
-        &[&tool, "tls-server", "0.0.0.0:8444", &pki.cert, &pki.key],
+        &[
+            &tool,
+            "tls-server",
+            "0.0.0.0:8444",
+            &pki.cert.to_string_lossy(),
+            &pki.key.to_string_lossy(),
+        ],
     )?;
     servers.spawn(
         ctx,
@@ -351,7 +318,7 @@ fn cluster_toml(pki: &Pki) -> String {
              url = [{{ path = \"/\" }}]\n{check}"
         )
     });
-    for (port, ca) in [(444, &pki.ca), (445, &pki.other_ca)] {
+    for (port, ca) in [(444, pki.ca.display()), (445, pki.other_ca.display())] {
         text += &service(&format!("port = {port}\n"), &|a, _| {
             format!(
                 "[[service.real_server]]\naddress = \"{a}\"\nport = {port}\n\
