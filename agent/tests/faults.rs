@@ -793,6 +793,51 @@ fn newcomers_take_nothing_from_a_keepalived_master() {
     assert_took_nothing(&figures, &newcomers, &why);
 }
 
+/// VRRP preemption of a keepalived master by an agent of higher priority (100 > 50),
+/// the agent listing keepalived in `join` as a migrating pair's node file does. The
+/// agent advertises, waits until keepalived's kernel stops answering ARP for the
+/// VIPs, and only then adds them: never two holders.
+#[test]
+fn an_agent_preempts_a_lower_keepalived_master_with_one_holder() {
+    require_program("tcpdump");
+    let mut lab = ka::Lab::new("pre", &["k1", "a1"]);
+    lab.keepalived("k1", "keepalived", &ka_config("k1", 50));
+    ka_settle(&lab, &["k1"], "keepalived MASTER");
+    let rec = ka_recorder(&lab, &["k1", "a1"]);
+    let from = rec.now();
+    let node_toml = format!(
+        "[node]\nid = \"a1\"\ninterface = \"eth0\"\naddress = \"{}\"\nsyncid = 1\n\
+         join = [\"{}:7946\"]\ncluster_key_files = [\"{}\"]\ngossip_probe_period = 0.2\n",
+        lab.addr("a1"),
+        lab.addr("k1"),
+        lab.cluster_key()
+    );
+    lab.agent("a1", &node_toml, &ka_agent_cluster());
+    let on_agent = poll(DEADLINE, || {
+        KA_VIPS
+            .iter()
+            .all(|v| lab.has_addr("a1", &v.to_string()))
+            .then_some(())
+    });
+    let layout = ka_settle(&lab, &["k1", "a1"], "agent MASTER");
+    assert!(
+        on_agent.is_some(),
+        "the agent never took both VIPs: {layout:?}"
+    );
+    let figures = measure(&rec, &KA_VIPS, None, from, rec.now());
+    report("agent", "preempt-lower", &figures, "");
+    let why = context(&figures, &ka_logs(&lab, &["keepalived", "agent-a1"]));
+    assert!(layout.values().all(|h| h == "a1"), "{layout:?}\n{why}");
+    for (vip, s) in &figures {
+        assert_eq!(s.two_holders, Duration::ZERO, "{vip} on both\n{why}");
+    }
+    let log = lab.log("agent-a1");
+    assert!(
+        log.contains("non-agent VRRP master") && log.contains("preempting"),
+        "the agent says what it preempts\n{why}"
+    );
+}
+
 // ---------------------------------------------------------------------------
 // Planned moves: rolling restart, a node joining, a drain, SIGTERM of an owner.
 
@@ -1430,6 +1475,29 @@ fn keepalived_newcomer_next_to_a_master() {
     report(
         "keepalived",
         "newcomer-next-to-master",
+        &measure(&rec, &KA_VIPS, None, from, rec.now()),
+        "",
+    );
+}
+
+#[test]
+#[ignore = "keepalived baseline, run by deploy/bench/faults"]
+fn keepalived_preempts_a_lower_master() {
+    let mut lab = ka_lab("kpr", &["k1", "k2"], &[50]);
+    ka_settle(&lab, &["k1"], "keepalived MASTER");
+    let rec = ka_recorder(&lab, &["k1", "k2"]);
+    let from = rec.now();
+    lab.keepalived("k2", "ka-k2", &ka_config("k2", 100));
+    poll(DEADLINE, || {
+        KA_VIPS
+            .iter()
+            .all(|v| lab.has_addr("k2", &v.to_string()))
+            .then_some(())
+    });
+    ka_settle(&lab, &["k1", "k2"], "the higher keepalived MASTER");
+    report(
+        "keepalived",
+        "preempt-lower",
         &measure(&rec, &KA_VIPS, None, from, rec.now()),
         "",
     );

@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use lvs_agent::vip::addr::{AddrControl, Change, Link, LinkEvent, LinkState, LinkWatch, Vip};
 use lvs_agent::vip::announce::{AnnounceSettings, Announcer};
+use lvs_agent::vip::probe::{self, Outcome, Probe};
 use lvs_agent::vip::vrrp_socket::{Received, VrrpSocket, VRRP_GROUP_V4, VRRP_GROUP_V6};
 use lvs_agent::vip::VipError;
 use socket2::{Domain, Protocol, Socket, Type};
@@ -341,6 +342,79 @@ fn unsolicited_na_reaches_the_peer_and_moves_its_neighbour_entry() {
         neigh.contains(&mac_string(mac)),
         "peer neighbour entry: {neigh}"
     );
+}
+
+/// Probes both VIPs from `ns` until they are let go or `bound` runs out.
+fn probe_from(ns: &str, bound: Duration) -> Outcome {
+    let vips = [IpAddr::V4(VIP4), IpAddr::V6(VIP6)];
+    netns::run_in(ns, move || async move {
+        let (_control, link) = eth0().await;
+        let probe = Probe::start(&link, &vips).await.unwrap();
+        probe.until_let_go(bound).await.unwrap()
+    })
+}
+
+#[test]
+fn probes_see_a_holder_until_it_removes_the_vips_and_never_count_our_own() {
+    let pair = Pair::new("probe");
+    // Nobody holds them: free after the never-answered quiet, not before.
+    match probe_from(&pair.b, WAIT) {
+        Outcome::LetGo {
+            answered: false,
+            after,
+        } => assert!(after >= probe::QUIET_NEVER_ANSWERED, "{after:?}"),
+        other => panic!("free VIPs: {other:?}"),
+    }
+
+    // b's own addresses answer nothing it counts: it is asking about the others.
+    pair.ip(&pair.b, &["addr", "add", "192.0.2.100/32", "dev", "eth0"]);
+    pair.ip(
+        &pair.b,
+        &["addr", "add", "2001:db8::100/128", "dev", "eth0", "nodad"],
+    );
+    assert!(matches!(
+        probe_from(&pair.b, WAIT),
+        Outcome::LetGo {
+            answered: false,
+            ..
+        }
+    ));
+    pair.ip(&pair.b, &["addr", "del", "192.0.2.100/32", "dev", "eth0"]);
+    pair.ip(
+        &pair.b,
+        &["addr", "del", "2001:db8::100/128", "dev", "eth0"],
+    );
+
+    // a holds both: answered for as long as the bound lasts.
+    for prefix in ["192.0.2.100/32", "2001:db8::100/128"] {
+        pair.ip(&pair.a, &["addr", "add", prefix, "dev", "eth0", "nodad"]);
+    }
+    assert_eq!(
+        probe_from(&pair.b, Duration::from_millis(300)),
+        Outcome::StillAnswered
+    );
+
+    // a lets go of the IPv4 VIP at 200 ms, of the IPv6 one at 800 ms: free only once
+    // neither answers (the probe starts a little after the clock, hence 500 ms).
+    let (a, b) = (pair.a.clone(), pair.b.clone());
+    let release = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(200));
+        crate::support::netns::ip(&["-n", &a, "addr", "del", "192.0.2.100/32", "dev", "eth0"]);
+        std::thread::sleep(Duration::from_millis(600));
+        crate::support::netns::ip(&["-n", &a, "addr", "del", "2001:db8::100/128", "dev", "eth0"]);
+    });
+    let outcome = probe_from(&b, WAIT);
+    release.join().unwrap();
+    match outcome {
+        Outcome::LetGo {
+            answered: true,
+            after,
+        } => {
+            println!("free {after:?} after probing began (IPv6 VIP removed at 800 ms)");
+            assert!(after >= Duration::from_millis(500), "{after:?}");
+        }
+        other => panic!("released VIPs: {other:?}"),
+    }
 }
 
 /// Sends `payload` from namespace a to `dst` and returns what b's socket received.

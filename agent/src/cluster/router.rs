@@ -18,6 +18,12 @@
 //!   never by VRRP preemption. A foreign router (keepalived) is followed by the VRRP
 //!   rules: with `preempt` and a higher priority we take over when the election names
 //!   us and our wait is over.
+//! - **Preemption breaks before it makes.** A lower-priority foreign master lets go
+//!   when it hears our advert, and says nothing when it does. So the router first
+//!   advertises without the addresses (`Effect::Preempt`: the runtime also probes who
+//!   answers for them, `vip::probe`), and claims when the runtime reports that nobody
+//!   answers any more (`Input::LetGo`), or after one advert interval at the latest (a
+//!   master that keeps them is preempted as VRRP does, both holding until it hears us).
 //! - **Two masters settle by VRRP precedence** (priority, then primary address), which
 //!   both sides compute alike: the loser releases and follows, the winner advertises at
 //!   once and re-announces its addresses (gratuitous ARP / NA), as keepalived does. So
@@ -130,6 +136,9 @@ pub enum Input<'a> {
     PresumedDown(&'a str),
     /// Planned stop: release, handing over to `heir`.
     Shutdown { heir: Option<String> },
+    /// While preempting: nobody answers for the group's addresses any more (the lower
+    /// master let go).
+    LetGo,
     /// This node ran `late_ms` after a wake it was due (a loaded host, a paused VM):
     /// the adverts that arrived meanwhile wait unread, so the stall is no evidence
     /// that the heard master went quiet.
@@ -149,6 +158,9 @@ pub enum Effect {
     /// Re-announce the addresses (gratuitous ARP / NA burst): neighbours may have
     /// learnt another master's MAC.
     Announce,
+    /// Advertise now without holding the addresses, and report `Input::LetGo` once
+    /// nobody answers for them: a lower-priority foreign master holds them.
+    Preempt,
 }
 
 /// One group's router.
@@ -158,6 +170,12 @@ pub struct Router {
     /// A Backup claims nothing before then (ms) unless handed the group.
     wait_until_ms: u64,
     heard: Option<Heard>,
+    /// A lower-priority foreign master heard (not followed: we preempt it), until its
+    /// adverts stop for Master_Down_Interval or it lets go.
+    lower: Option<Heard>,
+    /// Preempting `lower` since `Effect::Preempt`: claim at `Input::LetGo`, or at this
+    /// time (ms) at the latest.
+    preempt_until_ms: Option<u64>,
     /// The holder handed the group here: claim despite the wait and settling.
     handed: bool,
 }
@@ -174,6 +192,8 @@ impl Router {
             state: State::Initialize,
             wait_until_ms: 0,
             heard: None,
+            lower: None,
+            preempt_until_ms: None,
             handed: false,
         }
     }
@@ -190,6 +210,11 @@ impl Router {
     /// The master followed now, if any.
     pub fn heard(&self, now_ms: u64) -> Option<&Heard> {
         self.heard.as_ref().filter(|h| h.until_ms > now_ms)
+    }
+
+    /// The lower-priority foreign master being preempted, if any.
+    pub fn preempting(&self) -> Option<&Heard> {
+        self.preempt_until_ms.and(self.lower.as_ref())
     }
 
     /// The heard master at `src` turns out to be agent `node` (it joined the gossip
@@ -226,6 +251,8 @@ impl Router {
         let waits = [
             (self.state == State::Backup).then_some(self.wait_until_ms),
             self.heard.as_ref().map(|h| h.until_ms),
+            self.lower.as_ref().map(|h| h.until_ms),
+            self.preempt_until_ms,
         ];
         waits.into_iter().flatten().filter(|&t| t > now_ms).min()
     }
@@ -246,6 +273,9 @@ impl Router {
         }
         if self.heard.as_ref().is_some_and(|h| h.until_ms <= now_ms) {
             self.heard = None;
+        }
+        if self.lower.as_ref().is_some_and(|h| h.until_ms <= now_ms) {
+            self.lower = None;
         }
         Ok(match input {
             Input::View(view) => self.on_view(&view, settings, now_ms),
@@ -277,10 +307,18 @@ impl Router {
                 Vec::new()
             }
             Input::Stalled { .. } => Vec::new(),
+            Input::LetGo => {
+                // The next view claims (`try_claim`), if this node should still.
+                if self.preempt_until_ms.is_some() {
+                    self.lower = None;
+                }
+                Vec::new()
+            }
             Input::Shutdown { heir } => {
                 let was_master = self.state == State::Master;
                 self.state = State::Initialize;
                 self.handed = false;
+                self.preempt_until_ms = None;
                 if was_master {
                     vec![Effect::Release { to: heir }]
                 } else {
@@ -290,8 +328,9 @@ impl Router {
         })
     }
 
-    /// A stall of `late_ms` ending now: a heard master, and a Backup's listening wait,
-    /// that were running when it began are credited the stall plus one advert
+    /// A stall of `late_ms` ending now: a heard master (followed or being preempted),
+    /// a preemption's bound and a Backup's listening wait that were running when it
+    /// began are credited the stall plus one advert
     /// interval, the time to read what waits in the socket. Without it a node starved
     /// past Master_Down_Interval claims the group its live master still holds (seen in
     /// the TCG lab: a director starved for 3 s after joining held a group beside its
@@ -299,8 +338,14 @@ impl Router {
     fn stalled(&mut self, late_ms: u64, settings: &Settings, now_ms: u64) {
         let began = now_ms.saturating_sub(late_ms);
         let credit = late_ms.saturating_add(ms(settings.advert_int));
-        if let Some(h) = self.heard.as_mut().filter(|h| h.until_ms > began) {
-            h.until_ms = h.until_ms.saturating_add(credit);
+        for h in [&mut self.heard, &mut self.lower] {
+            if let Some(h) = h.as_mut().filter(|h| h.until_ms > began) {
+                h.until_ms = h.until_ms.saturating_add(credit);
+            }
+        }
+        // The probe's report may be among what waited unread.
+        if let Some(until) = self.preempt_until_ms.as_mut().filter(|t| **t > began) {
+            *until = until.saturating_add(credit);
         }
         if self.state == State::Backup && self.wait_until_ms > began {
             self.wait_until_ms = self.wait_until_ms.saturating_add(credit);
@@ -312,6 +357,8 @@ impl Router {
             let was_master = self.state == State::Master;
             self.state = State::Initialize;
             self.heard = None;
+            self.lower = None;
+            self.preempt_until_ms = None;
             self.handed = false;
             return if was_master {
                 // Nothing can be sent on a dead link: the successor finds out by
@@ -325,9 +372,9 @@ impl Router {
             State::Initialize => {
                 self.state = State::Backup;
                 self.wait_until_ms = now_ms.saturating_add(ms(settings.master_down()));
-                self.try_claim(view, now_ms)
+                self.try_claim(view, settings, now_ms)
             }
-            State::Backup => self.try_claim(view, now_ms),
+            State::Backup => self.try_claim(view, settings, now_ms),
             State::Master if !view.elected_me => {
                 self.state = State::Backup;
                 // The successor claims now; should this node's election name it again
@@ -343,23 +390,40 @@ impl Router {
         }
     }
 
-    fn try_claim(&mut self, view: &View, now_ms: u64) -> Vec<Effect> {
+    fn try_claim(&mut self, view: &View, settings: &Settings, now_ms: u64) -> Vec<Effect> {
         let handed = self.handed;
         if !view.elected_me {
             // Handed a group its election no longer names (views differ for a moment:
             // a node undrained or up elsewhere): claim it all the same, and the next
             // view hands it on. Dropping it would leave it without holder for the skew.
             self.handed = false;
+            self.preempt_until_ms = None;
             if !handed {
                 return Vec::new();
             }
         }
         let waited = handed || (now_ms >= self.wait_until_ms && !view.settling);
         if !waited || self.heard.is_some() {
+            self.preempt_until_ms = None;
             return Vec::new();
+        }
+        // A hand-over comes from the holder: nothing to preempt.
+        if !handed && self.lower.is_some() {
+            match self.preempt_until_ms {
+                None => {
+                    self.preempt_until_ms = Some(now_ms.saturating_add(ms(settings.advert_int)));
+                    return vec![Effect::Preempt];
+                }
+                Some(until) if now_ms < until => return Vec::new(),
+                // It kept the addresses for a whole advert interval: preempt as VRRP
+                // does, both holding until it hears our adverts.
+                Some(_) => {}
+            }
         }
         self.state = State::Master;
         self.handed = false;
+        self.lower = None;
+        self.preempt_until_ms = None;
         vec![Effect::Acquire]
     }
 
@@ -386,6 +450,10 @@ impl Router {
             Decision::KeepMaster => vec![Effect::AdvertiseNow, Effect::Announce],
             Decision::Follow { master_down } => {
                 follow(master_down);
+                if self.lower.as_ref().is_some_and(|l| l.src == src) {
+                    self.lower = None;
+                }
+                self.preempt_until_ms = None;
                 if self.state == State::Master {
                     self.state = State::Backup;
                     vec![Effect::Release { to: None }]
@@ -403,16 +471,28 @@ impl Router {
                 if from_heard {
                     follow(skew);
                 }
+                // A lower master that resigns holds nothing more.
+                if self.lower.as_ref().is_some_and(|l| l.src == src) {
+                    self.lower = None;
+                }
                 Vec::new()
             }
             Decision::IgnoreLowerPriority => {
+                let interval = advert.interval();
+                let master_down =
+                    interval * 3 + vrrp::skew_time(settings.version, settings.priority, interval);
                 if node.is_some() {
                     // Never preempt an agent by VRRP: the election moves groups.
-                    let interval = advert.interval();
-                    follow(
-                        interval * 3
-                            + vrrp::skew_time(settings.version, settings.priority, interval),
-                    );
+                    follow(master_down);
+                } else {
+                    // A foreign master that holds the addresses: preempted, break
+                    // before make (`try_claim`).
+                    self.lower = Some(Heard {
+                        src,
+                        node: None,
+                        priority: advert.priority,
+                        until_ms: now_ms.saturating_add(ms(master_down)),
+                    });
                 }
                 Vec::new()
             }

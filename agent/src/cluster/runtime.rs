@@ -166,6 +166,9 @@ pub(super) struct Runtime {
     /// Keeps a VIP this node takes from resetting the connections whose sync messages
     /// are still on their way (`vip::guard`).
     guard: Guard,
+    /// The probes of groups being preempted (`Effect::Preempt`): a new preemption of the
+    /// group aborts the last one's, so no stale report ends it.
+    probes: BTreeMap<String, JoinHandle<()>>,
     /// After this node released its last group, its sync master runs up to this time (ms):
     /// the kernel discards a stopping master's unsent buffer, which holds the
     /// connections of its last 2 to 3 s, the ones the successor's guard waits for.
@@ -406,6 +409,7 @@ impl Runtime {
             sync: SyncRunning::default(),
             settled,
             guard,
+            probes: BTreeMap::new(),
             master_until_ms: None,
         };
         runtime.health_view = HealthView::of(&runtime.cluster, &runtime.health);
@@ -527,6 +531,8 @@ impl Runtime {
                 Some(event) = uplink_events.recv() => match event {
                     UplinkEvent::Link(name, event) => self.on_link(&name, event),
                     UplinkEvent::Vrrp(name, packet) => self.on_vrrp(&name, packet).await,
+                    // The reconcile below claims, if this node should still.
+                    UplinkEvent::LetGo(group) => self.step(&group, Input::LetGo).await,
                 },
                 command = commands.recv() => match command {
                     Some(Command::Join(peers, reply)) => {
@@ -1131,6 +1137,7 @@ impl Runtime {
                     }
                 }
                 Effect::Release { to } => self.release(name, to).await,
+                Effect::Preempt => self.preempt(name).await,
                 Effect::AdvertiseNow => {
                     if let Some(h) = self.held.get_mut(name) {
                         h.next_advert = Instant::now();

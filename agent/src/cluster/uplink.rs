@@ -14,10 +14,14 @@ use crate::vip::addr::{AddrControl, Link, LinkEvent, LinkWatch};
 use crate::vip::announce::Announcer;
 use crate::vip::vrrp_socket::{Received, VrrpSocket};
 
-/// Something that happened on an uplink, tagged with the interface name.
+/// Something that happened on an uplink, tagged with the interface name (or, for a
+/// probe, the group).
 pub enum UplinkEvent {
     Link(String, LinkEvent),
     Vrrp(String, Received),
+    /// The probe started by `Effect::Preempt` for this group ended: nobody answers for
+    /// its addresses any more, or the probe gave up.
+    LetGo(String),
 }
 
 pub struct Uplink {

@@ -1,6 +1,7 @@
 //! The network edges of VIP ownership: putting VIP addresses on an interface and taking
-//! them off (`addr`), telling the segment who owns them now (`announce`), carrying
-//! VRRP payloads (`vrrp_socket`), and keeping a taken VIP from resetting connections
+//! them off (`addr`), telling the segment who owns them now (`announce`), asking it
+//! whether another host still answers for them (`probe`), carrying VRRP payloads
+//! (`vrrp_socket`), and keeping a taken VIP from resetting connections
 //! whose sync messages are still on their way (`guard`, nftables). Each is a thin
 //! async shell; the bytes they put on the wire are built by pure functions (`frames`,
 //! `guard::script`).
@@ -9,6 +10,7 @@ pub mod addr;
 pub mod announce;
 mod frames;
 pub mod guard;
+pub mod probe;
 mod sys;
 pub mod vrrp_socket;
 

@@ -70,9 +70,10 @@ const FAILBACK_GAP_SANITY: Duration = Duration::from_millis(1000);
 /// stop: after Master_Down_Interval, 3 x advert_int (1 s in the seed) plus the skew
 /// time (0.65 s at priority 90), and a second for the VM.
 const VRRP_FAILOVER: Duration = Duration::from_millis(5000);
-/// Taking a VIP back from a keepalived master is VRRP preemption: the new master
-/// holds it from its first advert until keepalived, on receiving it, lets go (the
-/// seed's own keepalived pair does the same). One advert interval bounds it.
+/// keepalived taking a VIP back is VRRP preemption, make before break: it adds the
+/// VIP as it becomes master and the old master lets go on hearing its advert (the
+/// seed's own keepalived pair does the same). One advert interval bounds it. An agent
+/// preempting keepalived breaks before it makes (`vip::probe`): never two holders.
 const PREEMPTION_OVERLAP: Duration = Duration::from_secs(1);
 
 /// Who runs a director.
@@ -490,13 +491,12 @@ impl Cycle<'_> {
                 failback.timeline
             ),
         )?;
-        // Between agents a move is a hand-over: never two holders. With keepalived
-        // on either side, the returning director takes its VIP back by VRRP
-        // preemption.
-        let two_bound = if agents_only {
-            Duration::ZERO
-        } else {
-            PREEMPTION_OVERLAP
+        // Between agents a move is a hand-over, and an agent preempting keepalived
+        // adds the VIP only once keepalived let go: never two holders. A returning
+        // keepalived preempts make before break.
+        let two_bound = match self.kinds[victim - 1] {
+            Kind::Agent => Duration::ZERO,
+            Kind::Keepalived => PREEMPTION_OVERLAP,
         };
         if two > two_bound {
             bail!(

@@ -158,7 +158,26 @@ fn a_lower_priority_foreign_master_is_preempted_after_the_wait_but_an_agent_neve
                 State::Backup,
             ),
             (
+                3100,
+                Input::Advert {
+                    src: KA,
+                    node: None,
+                    advert: &low,
+                },
+                &[],
+                State::Backup,
+            ),
+            // Break before make: advertise, and claim once it no longer answers.
+            (
                 3600,
+                Input::View(view(true)),
+                &[Effect::Preempt],
+                State::Backup,
+            ),
+            (3610, Input::View(view(true)), &[], State::Backup),
+            (3700, Input::LetGo, &[], State::Backup),
+            (
+                3700,
                 Input::View(view(true)),
                 &[Effect::Acquire],
                 State::Master,
@@ -192,6 +211,122 @@ fn a_lower_priority_foreign_master_is_preempted_after_the_wait_but_an_agent_neve
                 State::Backup,
             ),
             (6000, Input::View(view(true)), &[], State::Backup),
+        ],
+    );
+}
+
+fn lower_advert(at: u64, low: &Advert) -> (u64, Input<'_>, &'static [Effect], State) {
+    let input = Input::Advert {
+        src: KA,
+        node: None,
+        advert: low,
+    };
+    (at, input, &[], State::Backup)
+}
+
+#[test]
+fn a_preempted_master_that_keeps_answering_is_claimed_beside_after_one_interval() {
+    let s = settings(A, 150);
+    let low = advert(100);
+    let r = script(
+        &s,
+        &[
+            (0, Input::View(view(true)), &[], State::Backup),
+            lower_advert(3100, &low),
+            (
+                3600,
+                Input::View(view(true)),
+                &[Effect::Preempt],
+                State::Backup,
+            ),
+            // It has not heard us yet: its advert changes nothing, the bound stands.
+            lower_advert(3700, &low),
+            (4599, Input::View(view(true)), &[], State::Backup),
+            (
+                4600,
+                Input::View(view(true)),
+                &[Effect::Acquire],
+                State::Master,
+            ),
+            // The late report of the probe is nothing to a master.
+            (4700, Input::LetGo, &[], State::Master),
+        ],
+    );
+    assert!(r.preempting().is_none());
+}
+
+#[test]
+fn preemption_stops_for_a_higher_master_an_election_elsewhere_and_a_resignation() {
+    let s = settings(A, 150);
+    let low = advert(100);
+    let high = advert(200);
+    let start = |lines: &[(u64, Input<'_>, &[Effect], State)]| {
+        let mut all = vec![
+            (0, Input::View(view(true)), &[][..], State::Backup),
+            lower_advert(3100, &low),
+            (
+                3600,
+                Input::View(view(true)),
+                &[Effect::Preempt][..],
+                State::Backup,
+            ),
+        ];
+        all.extend_from_slice(lines);
+        script(&s, &all)
+    };
+    // A higher-priority master appears: followed; its let-go report claims nothing.
+    let r = start(&[
+        (
+            3650,
+            Input::Advert {
+                src: B,
+                node: None,
+                advert: &high,
+            },
+            &[],
+            State::Backup,
+        ),
+        (3700, Input::LetGo, &[], State::Backup),
+        (3700, Input::View(view(true)), &[], State::Backup),
+    ]);
+    assert!(r.preempting().is_none());
+    // The election names another node: no claim, even when the probe reports.
+    let r = start(&[
+        (3650, Input::View(view(false)), &[], State::Backup),
+        (3700, Input::LetGo, &[], State::Backup),
+        (3700, Input::View(view(false)), &[], State::Backup),
+    ]);
+    assert!(r.preempting().is_none());
+    // The lower master resigns (priority 0): nothing left to preempt, claimed at once.
+    start(&[
+        (
+            3650,
+            Input::Advert {
+                src: KA,
+                node: None,
+                advert: &advert(0),
+            },
+            &[],
+            State::Backup,
+        ),
+        (
+            3650,
+            Input::View(view(true)),
+            &[Effect::Acquire],
+            State::Master,
+        ),
+    ]);
+}
+
+#[test]
+fn a_let_go_report_outside_a_preemption_claims_nothing() {
+    let s = settings(A, 150);
+    script(
+        &s,
+        &[
+            (0, Input::View(view(true)), &[], State::Backup),
+            (100, Input::LetGo, &[], State::Backup),
+            (200, Input::View(view(true)), &[], State::Backup),
         ],
     );
 }
@@ -647,8 +782,17 @@ proptest! {
                 flowing_rounds = 0;
                 continue;
             }
+            // The probe of a preempting router: it reports once the other side does
+            // not hold the group (what the other's kernel's silence to probes shows).
+            for i in 0..2 {
+                if sides[i].router.preempting().is_some() && !sides[1 - i].router.is_master() {
+                    let side = &mut sides[i];
+                    side.router.step(Input::LetGo, &side.settings, now).unwrap();
+                }
+            }
             for from in 0..2 {
-                if sides[from].router.is_master() {
+                // A preempting router advertises too (Effect::Preempt).
+                if sides[from].router.is_master() || sides[from].router.preempting().is_some() {
                     let ad = advert(sides[from].settings.priority);
                     let src = sides[from].settings.primary;
                     let to = &mut sides[1 - from];

@@ -1,5 +1,6 @@
 //! The effects on addresses and the wire: adding and removing a group's VIPs (all or
-//! none), announcing them, adverts, releases with their hand-overs.
+//! none), announcing them, adverts, releases with their hand-overs, and preempting a
+//! foreign master (advert first, addresses once it let go).
 
 use std::collections::BTreeSet;
 use std::net::IpAddr;
@@ -10,9 +11,11 @@ use tracing::{debug, info, warn};
 
 use super::{announce_settings, ms, Held, Router, Runtime};
 use crate::cluster::decide;
+use crate::cluster::uplink::UplinkEvent;
 use crate::config::VipGroup;
 use crate::vip::addr::Vip;
 use crate::vip::guard;
+use crate::vip::probe::{Outcome, Probe};
 use crate::vrrp;
 
 impl Runtime {
@@ -197,6 +200,66 @@ impl Runtime {
             None => info!(group = name, "released: VIPs removed"),
         }
         self.publish_claims().await;
+    }
+
+    /// Takes `name` from the lower-priority foreign master the router preempts, break
+    /// before make: our advert now (the master lets go on hearing it), then a probe of
+    /// who answers for the addresses, whose end comes back as `UplinkEvent::LetGo`; the
+    /// router claims then, or at its bound (one advert interval).
+    pub(super) async fn preempt(&mut self, name: &str) {
+        let Some(group) = self.group(name).cloned() else {
+            return;
+        };
+        let Some(uplink) = self.uplinks.get(group.interface_or(&self.node.interface)) else {
+            return;
+        };
+        let vips: Vec<IpAddr> = group.addresses.iter().map(|a| a.addr).collect();
+        // Probing starts before the advert, so the master's answers are seen before it
+        // lets go (`Probe::start`).
+        let probe = Probe::start(&uplink.link, &vips).await;
+        let priority = group.priority_of(&self.node.id).get();
+        self.send_advert(&group, priority).await;
+        if let Some(lower) = self.routers.get(name).and_then(Router::preempting) {
+            info!(
+                group = name, master = %lower.src, priority = lower.priority,
+                "non-agent VRRP master {} for {}, priority {}: preempting (advertised {priority}; VIPs added once it stops answering for them)",
+                lower.src, name, lower.priority
+            );
+        }
+        let bound = group.advert_int;
+        let events = self.uplink_tx.clone();
+        let group_name = name.to_owned();
+        let task = tokio::spawn(async move {
+            let outcome = match probe {
+                Ok(probe) => probe.until_let_go(bound).await,
+                Err(e) => Err(e),
+            };
+            match outcome {
+                Ok(Outcome::LetGo {
+                    answered: true,
+                    after,
+                }) => {
+                    info!(group = %group_name, after_ms = ms(after), "the preempted master let go of the VIPs: claiming");
+                }
+                Ok(Outcome::LetGo {
+                    answered: false, ..
+                }) => warn!(
+                    group = %group_name,
+                    "nobody answered probes for the VIPs: claiming (a master that holds them without answering keeps them until it hears our adverts)"
+                ),
+                Ok(Outcome::StillAnswered) => warn!(
+                    group = %group_name, bound_ms = ms(bound),
+                    "the preempted master still answers for the VIPs: claiming beside it, as VRRP preemption does"
+                ),
+                Err(e) => {
+                    warn!(group = %group_name, error = %e, "probing the VIPs failed: claiming as VRRP preemption does")
+                }
+            }
+            let _ = events.send(UplinkEvent::LetGo(group_name)).await;
+        });
+        if let Some(old) = self.probes.insert(name.to_owned(), task) {
+            old.abort();
+        }
     }
 
     pub(super) async fn send_due_adverts(&mut self) {
