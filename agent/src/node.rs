@@ -27,6 +27,7 @@
 //! agent adopts matching entries without rewriting them.
 
 mod fetch;
+mod sched;
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -297,6 +298,16 @@ impl Running {
 /// are configured and the kernel has no IPVS.
 pub async fn run(config_files: &[PathBuf]) -> anyhow::Result<()> {
     let config = Loaded::read(config_files).map_err(anyhow::Error::msg)?;
+    // Before the health task's thread starts: threads created later run at normal
+    // priority (`sched`).
+    let rt_priority = config.node.rt_priority;
+    match sched::realtime(rt_priority) {
+        Ok(0) => {}
+        Ok(threads) => info!(threads, "real-time priority {rt_priority} (SCHED_RR)"),
+        Err(e) => warn!(
+            "cannot run at real-time priority {rt_priority} (node.rt_priority): {e}; adverts, heartbeats and hand-overs may wait behind other processes on a busy director"
+        ),
+    }
     // The control sockets first: a second agent on this node, or a bad control_tls,
     // stops here, before anything is changed.
     let listeners = control::bind(&config.node).await?;

@@ -812,7 +812,7 @@ fn an_agent_preempts_a_lower_keepalived_master_with_one_holder() {
         lab.addr("k1"),
         lab.cluster_key()
     );
-    lab.agent("a1", &node_toml, &ka_agent_cluster());
+    let agent = lab.agent("a1", &node_toml, &ka_agent_cluster());
     let on_agent = poll(DEADLINE, || {
         KA_VIPS
             .iter()
@@ -836,6 +836,33 @@ fn an_agent_preempts_a_lower_keepalived_master_with_one_holder() {
         log.contains("non-agent VRRP master") && log.contains("preempting"),
         "the agent says what it preempts\n{why}"
     );
+    // `[node] rt_priority` by default: the threads running at start at SCHED_RR 5, the
+    // health probes' thread, started later, at normal priority.
+    let threads = scheduling(agent.0);
+    let rr5 = |name: &str| threads.iter().any(|t| t.0 == name && (t.1, t.2) == (2, 5));
+    assert!(rr5("lvs-agent") && rr5("tokio-rt-worker"), "{threads:?}");
+    assert!(
+        threads
+            .iter()
+            .any(|t| t.0 == "health" && (t.1, t.2) == (0, 0)),
+        "{threads:?}"
+    );
+}
+
+/// (name, policy, real-time priority) of each thread of `pid`, from
+/// /proc/PID/task/TID/stat (fields 41 and 40; 0 SCHED_OTHER, 2 SCHED_RR).
+fn scheduling(pid: u32) -> Vec<(String, u32, u32)> {
+    let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).expect("the agent's threads");
+    tasks
+        .map(|task| {
+            let stat = std::fs::read_to_string(task.unwrap().path().join("stat")).unwrap();
+            let (name, rest) = stat.split_once(" (").unwrap().1.rsplit_once(") ").unwrap();
+            // rest starts at field 3 (state).
+            let fields: Vec<&str> = rest.split(' ').collect();
+            let field = |n: usize| fields[n - 3].parse::<u32>().unwrap();
+            (name.to_owned(), field(41), field(40))
+        })
+        .collect()
 }
 
 // ---------------------------------------------------------------------------

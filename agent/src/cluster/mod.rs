@@ -250,6 +250,7 @@ pub fn check_reload(
         "heartbeat_timeout",
         on.heartbeat_timeout == nn.heartbeat_timeout,
     );
+    field("rt_priority", on.rt_priority == nn.rt_priority);
     field("control_socket", on.control_socket == nn.control_socket);
     field("cluster_store", on.cluster_store == nn.cluster_store);
     if !runs_cluster(on, oc) && runs_cluster(nn, nc) {

@@ -86,6 +86,13 @@ pub struct NodeConfig {
     /// for SWIM; unset = 3 x `heartbeat_interval`.
     #[serde(default, deserialize_with = "de::opt_seconds")]
     pub heartbeat_timeout: Option<Duration>,
+    /// SCHED_RR priority of the agent's threads (keepalived's `vrrp_rt_priority`); 0:
+    /// normal scheduling.
+    #[serde(
+        default = "default_rt_priority",
+        deserialize_with = "de::int::<0, 99, _, _>"
+    )]
+    pub rt_priority: u8,
     /// Root-only Unix socket for local commands (`lvs-agent join`, `lvs-agent status`).
     #[serde(default = "default_control_socket")]
     pub control_socket: PathBuf,
@@ -121,6 +128,11 @@ impl ControlTls {
 
 fn default_heartbeat_interval() -> Duration {
     Duration::from_millis(100)
+}
+
+/// Above every normal process, below interrupt threads (50) and the kernel's own.
+fn default_rt_priority() -> u8 {
+    5
 }
 
 fn default_control_socket() -> PathBuf {
