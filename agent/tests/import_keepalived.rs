@@ -277,6 +277,8 @@ fn the_corpus_is_keepalived_syntax_and_imports_as_expected() {
     let c2 = parsed(&cluster, &nodes["lb2"]);
     let (n1, n2) = (c1.node.as_ref().unwrap(), c2.node.as_ref().unwrap());
     assert_eq!((n1.syncid, n2.syncid), (11, 12));
+    // lb1's vrrp_rt_priority; lb2 has none and keeps the agent's default.
+    assert_eq!((n1.rt_priority, n2.rt_priority), (20, 5));
     assert_eq!(n1.address.to_string(), "192.0.2.11");
     assert_eq!(n1.join, vec!["192.0.2.12:7946".to_owned()]);
     let cl = c1.cluster.as_ref().unwrap();

@@ -145,6 +145,8 @@ struct View {
     interface: Option<String>,
     address: Option<(IpAddr, Location)>,
     sync: Option<SyncDaemon>,
+    /// global_defs vrrp_rt_priority: [node] rt_priority.
+    rt_priority: Option<u8>,
     /// vrrp_instance name → instance, in file order.
     instances: Vec<Instance>,
     /// Rendered [[service]] sections with where each came from.
@@ -187,6 +189,7 @@ impl View {
             interface: None,
             address: None,
             sync: None,
+            rt_priority: None,
             instances: Vec::new(),
             services: Vec::new(),
             group_defaults: Vec::new(),
@@ -256,6 +259,12 @@ impl View {
                         return err(&s.at, format!("vrrp_version: {v:?} is not 2 or 3"));
                     }
                     self.group_defaults.push(("version", v.to_owned()));
+                }
+                "vrrp_rt_priority" => {
+                    let p = int(s, one(s)?, 1, 99)?;
+                    let c = self.note(s, Section::GlobalDefs, None);
+                    self.node_comments.push(c);
+                    self.rt_priority = u8::try_from(p).ok();
                 }
                 "vrrp_garp_master_delay" => self.default_secs(s, "garp_master_delay")?,
                 "vrrp_garp_master_refresh" => self.default_secs(s, "garp_master_refresh")?,
@@ -1512,6 +1521,9 @@ fn node_file(v: &View, syncid: u8, addresses: &[(String, IpAddr)], options: &Opt
         let _ = writeln!(out, "address = {}", toml_str(&a.to_string()));
     }
     let _ = writeln!(out, "syncid = {syncid}");
+    if let Some(p) = v.rt_priority {
+        let _ = writeln!(out, "rt_priority = {p}");
+    }
     let _ = writeln!(out, "join = [{}]", join.join(", "));
     let _ = writeln!(out, "cluster_key_files = [{}]", toml_str(&options.key_file));
     out

@@ -68,6 +68,7 @@ pub const KEYWORDS: &[(Section, &str, Outcome)] = &[
     (GlobalDefs, "router_id", N("the node id is the ID of ID=FILE on the command line, else the file's name")),
     (GlobalDefs, "lvs_sync_daemon", A("[node] syncid (id) and [sync] mcast_group, mcast_port, mcast_ttl, maxlen; the node's interface is the sync interface; the instance is not: every node runs its own master and a backup for the others")),
     (GlobalDefs, "vrrp_version", I("version of every group")),
+    (GlobalDefs, "vrrp_rt_priority", I("[node] rt_priority: the agent's threads at SCHED_RR (without it the agent's default, 5)")),
     (GlobalDefs, "vrrp_garp_master_delay", I("garp_master_delay of every group")),
     (GlobalDefs, "vrrp_garp_master_repeat", I("garp_master_repeat of every group")),
     (GlobalDefs, "vrrp_garp_master_refresh", I("garp_master_refresh of every group")),
