@@ -1,8 +1,7 @@
 //! lvs-agent and Debian's keepalived on one VRRP group (vrid 50, VRRPv2, 1 s,
 //! auth PASS, 192.0.2.100/32), in network namespaces on one bridge. keepalived's
 //! state is read from the VIP on its interface and its `-D` log ("Entering
-//! MASTER STATE"). Generous deadlines, no timing assertions except the safety
-//! window of `one_address_one_holder_outside_transitions`. Needs root and keepalived.
+//! MASTER STATE"). Generous deadlines, no timing assertions. Needs root and keepalived.
 
 mod support;
 
@@ -171,31 +170,21 @@ impl Sampler {
         }
     }
 
-    /// The longest run of samples with the VIP on two or more live nodes.
-    fn finish(mut self) -> Duration {
+    /// The samples that found the VIP on two or more live nodes.
+    fn finish(mut self) -> usize {
         self.stop.store(true, Ordering::Relaxed);
         let samples = self.thread.take().expect("once").join().expect("sampler");
-        let (mut longest, mut since) = (Duration::ZERO, None);
-        for (at, holders) in samples {
-            match (holders >= 2, since) {
-                (true, None) => since = Some(at),
-                (true, Some(start)) => longest = longest.max(at - start),
-                (false, _) => since = None,
-            }
-        }
-        longest
+        samples.iter().filter(|(_, holders)| *holders >= 2).count()
     }
 }
 
-/// Two agents and a keepalived (priority 50): through agent crashes, restarts,
-/// and keepalived taking over, the VIP is on two live nodes only during a
-/// handover. Window: a dual hold must end within 3 advert intervals (3 s),
-/// VRRP's own master-down interval: an old master releases on the first
-/// higher-priority advert (≤ 1 interval) and a node that ignored adverts for
-/// longer would break VRRP itself; the remaining 2 intervals absorb the
-/// agents' reaction time and the 50 ms sampling. Crashed nodes leave the
-/// sample the instant they are killed (their kernel keeps the address, which
-/// nobody answers for any more once the test removes it).
+/// Two agents and a keepalived (priority 50): through agent crashes, restarts and
+/// keepalived taking over, the VIP is never seen on two live nodes (sampled every
+/// 50 ms). Agents move it among themselves by hand-over, and an agent taking it back
+/// from keepalived adds it only once keepalived's kernel stopped answering ARP for it
+/// (`vip::probe`). Crashed nodes leave the sample the instant they are killed (their
+/// kernel keeps the address, which nobody answers for any more once the test removes
+/// it).
 #[test]
 fn one_address_one_holder_outside_transitions() {
     let mut lab = Lab::new("one", &["a1", "a2", "k1"]);
@@ -238,10 +227,6 @@ fn one_address_one_holder_outside_transitions() {
     }
     std::thread::sleep(Duration::from_secs(10));
 
-    let longest = sampler.finish();
-    eprintln!("longest dual hold: {longest:?}");
-    assert!(
-        longest < Duration::from_secs(3),
-        "the VIP was on two live nodes for {longest:?} in a row"
-    );
+    let dual = sampler.finish();
+    assert_eq!(dual, 0, "samples with the VIP on two live nodes");
 }
