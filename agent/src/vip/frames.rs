@@ -49,11 +49,23 @@ pub fn gratuitous_arp(mac: Mac, vip: Ipv4Addr) -> [u8; GARP_LEN] {
 /// fills in the checksum on ICMPv6 raw sockets). Override is set so that neighbours
 /// replace a cached MAC; Solicited and Router are clear.
 pub fn unsolicited_na(mac: Mac, vip: Ipv6Addr) -> [u8; NA_LEN] {
+    nd_message(
+        ICMPV6_NEIGHBOR_ADVERTISEMENT,
+        NA_FLAG_OVERRIDE,
+        vip,
+        ND_OPT_TARGET_LINK_ADDR,
+        mac,
+    )
+}
+
+/// A neighbour discovery message of `kind` with `flags`, the `target` address and one
+/// link-layer address option (`option`: source or target) holding `mac`.
+fn nd_message(kind: u8, flags: u8, target: Ipv6Addr, option: u8, mac: Mac) -> [u8; NA_LEN] {
     let mut message = [0u8; NA_LEN];
-    message[0] = ICMPV6_NEIGHBOR_ADVERTISEMENT;
-    message[4] = NA_FLAG_OVERRIDE;
-    message[8..24].copy_from_slice(&vip.octets());
-    message[24] = ND_OPT_TARGET_LINK_ADDR;
+    message[0] = kind;
+    message[4] = flags;
+    message[8..24].copy_from_slice(&target.octets());
+    message[24] = option;
     message[25] = 1; // option length in units of 8 bytes
     message[26..32].copy_from_slice(&mac);
     message
@@ -92,13 +104,13 @@ pub fn arp_reply_sender(frame: &[u8]) -> Option<(Mac, Ipv4Addr)> {
 /// kernel), with our link-layer address so the holder can answer at once. It goes to
 /// [`solicited_node`] of `vip`.
 pub fn neighbour_solicitation(mac: Mac, vip: Ipv6Addr) -> [u8; NS_LEN] {
-    let mut message = [0u8; NS_LEN];
-    message[0] = ICMPV6_NEIGHBOR_SOLICITATION;
-    message[8..24].copy_from_slice(&vip.octets());
-    message[24] = ND_OPT_SOURCE_LINK_ADDR;
-    message[25] = 1; // option length in units of 8 bytes
-    message[26..32].copy_from_slice(&mac);
-    message
+    nd_message(
+        ICMPV6_NEIGHBOR_SOLICITATION,
+        0,
+        vip,
+        ND_OPT_SOURCE_LINK_ADDR,
+        mac,
+    )
 }
 
 /// The solicited-node multicast address of `addr` (RFC 4291 §2.7.1).

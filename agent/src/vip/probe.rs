@@ -155,6 +155,14 @@ impl Probe {
     }
 }
 
+/// `socket`, non-blocking, registered with tokio; `op` names the step in errors.
+fn registered(socket: Socket, op: &dyn Fn(&str) -> String) -> Result<AsyncFd<Socket>, VipError> {
+    socket
+        .set_nonblocking(true)
+        .map_err(VipError::io(op("non-blocking")))?;
+    register(socket).map_err(VipError::io(op("register with tokio")))
+}
+
 /// Readiness of an optional socket; never ready without one.
 async fn readable(
     socket: &Option<AsyncFd<Socket>>,
@@ -187,10 +195,7 @@ impl Sockets {
             socket
                 .bind(&link_layer_addr(link.index, ETH_P_ARP, [0; 6]))
                 .map_err(VipError::io(op("bind to the link")))?;
-            socket
-                .set_nonblocking(true)
-                .map_err(VipError::io(op("non-blocking")))?;
-            Some(register(socket).map_err(VipError::io(op("register with tokio")))?)
+            Some(registered(socket, &op)?)
         } else {
             None
         };
@@ -207,10 +212,7 @@ impl Sockets {
             socket
                 .set_multicast_if_v6(link.index)
                 .map_err(VipError::io(op("IPV6_MULTICAST_IF")))?;
-            socket
-                .set_nonblocking(true)
-                .map_err(VipError::io(op("non-blocking")))?;
-            Some(register(socket).map_err(VipError::io(op("register with tokio")))?)
+            Some(registered(socket, &op)?)
         } else {
             None
         };
