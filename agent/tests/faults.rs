@@ -39,8 +39,8 @@ use std::time::{Duration, Instant};
 
 use lvs_agent::vrrp::{encode, Advert, Auth, Version, MCAST_V4};
 use lvs_tests::holders::{
-    analyse, fmt_ms, parse_addr_line, parse_garp_line, parse_link_names, split_nsid, split_stamp,
-    AddrEvent, Garp, Recorder,
+    analyse, fmt_ms, parse_addr_line, parse_garp_line, parse_link_line, parse_link_names,
+    split_nsid, split_stamp, AddrEvent, Garp, Recorder,
 };
 use nix::sched::CloneFlags;
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
@@ -1750,6 +1750,21 @@ fn parses_monitor_and_tcpdump_lines() {
         parse_addr_line("3: eth0    link/ether 02:00:00:00:00:01"),
         None
     );
+    // `ip -o monitor link`, captured: a veth brought up, downed, deleted. The name is
+    // the message's own (the address line names the monitor's interface "ifb1").
+    let up = "3: lb1@ifb0: <NO-CARRIER,BROADCAST,MULTICAST,UP,M-DOWN> mtu 1500 qdisc noqueue \
+              state LOWERLAYERDOWN group default \\    link/ether 86:40:d6:80:21:c8";
+    let down = "3: lb1@ifb0: <BROADCAST,MULTICAST,M-DOWN> mtu 1500 qdisc noqueue state DOWN \
+                group default \\    link/ether 86:40:d6:80:21:c8 brd ff:ff:ff:ff:ff:ff";
+    let gone = "Deleted 3: lb1@NONE: <BROADCAST,MULTICAST> mtu 1500 qdisc noop state DOWN \
+                group default \\    link/ether 86:40:d6:80:21:c8 brd ff:ff:ff:ff:ff:ff";
+    let addr = "3: ifb1    inet 192.0.2.5/32 scope global lb1\\       valid_lft forever";
+    assert_eq!(parse_link_line(up), Some(("lb1".to_owned(), true)));
+    assert_eq!(parse_link_line(down), Some(("lb1".to_owned(), false)));
+    assert_eq!(parse_link_line(gone), Some(("lb1".to_owned(), false)));
+    assert_eq!(parse_link_line(addr), None);
+    assert_eq!(parse_link_line(add), None);
+    assert_eq!(parse_addr_line(down), None);
     // `ip -ts` stamps: 2026-12-01T08:46:56.544517 UTC is 1796114816.544517 s.
     let stamped = format!("[2026-12-01T08:46:56.544517] {add}");
     assert_eq!(split_stamp(&stamped), (Some(1_796_114_816_544_517), add));

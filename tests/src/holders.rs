@@ -57,6 +57,17 @@ pub struct Recording {
     /// their old namespace reported in between (its agent still ran for a moment behind
     /// a downed link) never reached the network, and counts for nothing.
     pub cut: Vec<(String, Duration, Option<Duration>)>,
+    /// Links of watched namespaces and of the bridge's going up or down, in order.
+    pub links: Vec<LinkEvent>,
+}
+
+/// A link's state as the monitor read it: `up` is its UP flag (false once deleted).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LinkEvent {
+    pub at: Duration,
+    pub nsid: u32,
+    pub name: String,
+    pub up: bool,
 }
 
 /// One VIP over one window.
@@ -228,6 +239,23 @@ pub fn parse_addr_line(line: &str) -> Option<(bool, u32, IpAddr)> {
     Some((added, index, addr))
 }
 
+/// `[Deleted ]N: NAME[@PEER]: <FLAGS> ...` from `ip -o monitor link`: the link's name
+/// (from the message itself, not looked up) and whether it is up. `None` for other
+/// lines (an address line has no `<FLAGS>`).
+pub fn parse_link_line(line: &str) -> Option<(String, bool)> {
+    let (deleted, line) = match line.strip_prefix("Deleted ") {
+        Some(rest) => (true, rest),
+        None => (false, line),
+    };
+    let (index, rest) = line.split_once(": ")?;
+    index.parse::<u32>().ok()?;
+    let (name, rest) = rest.split_once(": ")?;
+    let flags = rest.strip_prefix('<')?.split_once('>')?.0;
+    let name = name.split('@').next()?;
+    let up = !deleted && flags.split(',').any(|f| f == "UP");
+    Some((name.to_owned(), up))
+}
+
 /// Splits `ip monitor all-nsid`'s `[nsid N]` prefix off a line: the namespace id, and
 /// the rest. Lines from the monitor's own namespace carry none.
 pub fn split_nsid(line: &str) -> (Option<u32>, &str) {
@@ -390,6 +418,8 @@ impl Recorder {
             log: Arc::new(Mutex::new(Recording::default())),
             watched: Arc::default(),
         };
+        // An id for the bridge's namespace, so that its links' events reach the monitor.
+        nsid_of(bridge_ns);
         recorder.monitor(iface);
         for (label, ns) in directors {
             recorder.watch(label, ns);
@@ -482,7 +512,7 @@ impl Recorder {
         let mut child = Command::new("chrt")
             .env("TZ", "UTC")
             .args([
-                "-f", "10", "ip", "-ts", "-o", "monitor", "address", "all-nsid",
+                "-f", "10", "ip", "-ts", "-o", "monitor", "address", "link", "all-nsid",
             ])
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -509,6 +539,16 @@ impl Recorder {
                 let (Some(id), line) = split_nsid(line) else {
                     continue;
                 };
+                if let Some((name, up)) = parse_link_line(line) {
+                    let event = LinkEvent {
+                        at,
+                        nsid: id,
+                        name,
+                        up,
+                    };
+                    log.lock().expect("recording").links.push(event);
+                    continue;
+                }
                 let Some((added, index, addr)) = parse_addr_line(line) else {
                     continue;
                 };
@@ -542,6 +582,27 @@ impl Recorder {
                 addr,
                 added: false,
             });
+        }
+    }
+
+    /// When link `name` of namespace `ns` first went down (or was deleted) at or after
+    /// `after`, as the monitor read it; waits up to a second for the reader.
+    pub fn link_down(&self, ns: &str, name: &str, after: Duration) -> Option<Duration> {
+        let id = nsid_of(ns);
+        let deadline = Instant::now() + Duration::from_secs(1);
+        loop {
+            let found = self
+                .log
+                .lock()
+                .expect("recording")
+                .links
+                .iter()
+                .find(|l| l.nsid == id && l.name == name && !l.up && l.at >= after)
+                .map(|l| l.at);
+            if found.is_some() || Instant::now() >= deadline {
+                return found;
+            }
+            std::thread::sleep(Duration::from_millis(10));
         }
     }
 
@@ -697,6 +758,7 @@ mod tests {
             }],
             garps: Vec::new(),
             cut: Vec::new(),
+            links: Vec::new(),
         };
         assert_eq!(rec.held_at("lb2", at(100)), BTreeSet::from([vip]));
         assert!(rec.held_at("lb2", at(300)).is_empty());
@@ -728,6 +790,7 @@ mod tests {
             ],
             garps: Vec::new(),
             cut: vec![("lb2".into(), at(100), Some(at(1000)))],
+            links: Vec::new(),
         };
         let s = rec.analyse(vip, None, at(50), at(2000));
         assert_eq!(s.two_holders, Duration::ZERO, "{:?}", s.timeline);

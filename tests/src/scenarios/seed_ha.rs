@@ -398,8 +398,11 @@ impl Cycle<'_> {
         )?;
         sleep(PHASE);
 
-        let crashed = rec.now();
+        let began = rec.now();
         topo.crash(&mut ctx.sh, &lbv)?;
+        // The crash is the moment the victim's switch port went down, not when the
+        // shell started the command (process start-up in TCG takes tens of ms).
+        let crashed = rec.link_down(&topo.ns("sw"), &lbv, began).unwrap_or(began);
         rec.gone(&lbv, crashed);
         if let Some(d) = directors[victim - 1].take() {
             d.crashed(ctx)?;
