@@ -20,3 +20,9 @@ pub mod realserver;
 pub mod sim;
 pub mod vip;
 pub mod vrrp;
+
+/// `d` in whole milliseconds, saturating: the unit of the pure state machines' clocks
+/// (routers, health checkers, the VIP probe's quiet time).
+pub(crate) fn ms(d: std::time::Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}

@@ -731,6 +731,18 @@ fn ka_settle(lab: &ka::Lab, nodes: &[&str], what: &str) -> BTreeMap<IpAddr, Stri
     }
 }
 
+/// Waits up to [`DEADLINE`] for `node` to hold every keepalived-side VIP; false if it
+/// never did.
+fn ka_took_all(lab: &ka::Lab, node: &str) -> bool {
+    poll(DEADLINE, || {
+        KA_VIPS
+            .iter()
+            .all(|v| lab.has_addr(node, &v.to_string()))
+            .then_some(())
+    })
+    .is_some()
+}
+
 fn ka_logs(lab: &ka::Lab, names: &[&str]) -> String {
     names
         .iter()
@@ -813,17 +825,9 @@ fn an_agent_preempts_a_lower_keepalived_master_with_one_holder() {
         lab.cluster_key()
     );
     let agent = lab.agent("a1", &node_toml, &ka_agent_cluster());
-    let on_agent = poll(DEADLINE, || {
-        KA_VIPS
-            .iter()
-            .all(|v| lab.has_addr("a1", &v.to_string()))
-            .then_some(())
-    });
+    let on_agent = ka_took_all(&lab, "a1");
     let layout = ka_settle(&lab, &["k1", "a1"], "agent MASTER");
-    assert!(
-        on_agent.is_some(),
-        "the agent never took both VIPs: {layout:?}"
-    );
+    assert!(on_agent, "the agent never took both VIPs: {layout:?}");
     let figures = measure(&rec, &KA_VIPS, None, from, rec.now());
     report("agent", "preempt-lower", &figures, "");
     let why = context(&figures, &ka_logs(&lab, &["keepalived", "agent-a1"]));
@@ -1515,12 +1519,7 @@ fn keepalived_preempts_a_lower_master() {
     let rec = ka_recorder(&lab, &["k1", "k2"]);
     let from = rec.now();
     lab.keepalived("k2", "ka-k2", &ka_config("k2", 100));
-    poll(DEADLINE, || {
-        KA_VIPS
-            .iter()
-            .all(|v| lab.has_addr("k2", &v.to_string()))
-            .then_some(())
-    });
+    ka_took_all(&lab, "k2");
     ka_settle(&lab, &["k1", "k2"], "the higher keepalived MASTER");
     report(
         "keepalived",

@@ -43,6 +43,7 @@
 //!   no longer names (it learnt of a better node a moment before the holder did)
 //!   claims it all the same and hands it on at its next view.
 
+use crate::ms;
 use std::net::IpAddr;
 use std::time::Duration;
 
@@ -498,10 +499,6 @@ impl Router {
             }
         })
     }
-}
-
-fn ms(d: Duration) -> u64 {
-    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
 #[cfg(test)]

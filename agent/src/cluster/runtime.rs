@@ -7,6 +7,7 @@
 //! health, cluster document) is published on the heartbeat channel. A peer's newer
 //! cluster document is offered to the node loop, which fetches and applies it.
 
+use crate::ms;
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -263,10 +264,6 @@ fn unix_ms() -> u64 {
     SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, ms)
-}
-
-fn ms(d: Duration) -> u64 {
-    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
 /// The address families (true = IPv6) of the groups on each VIP interface. With a

@@ -3,6 +3,7 @@
 //! verdict. Equal keys are one check: the same real server and check behind many
 //! services or ports is probed once per interval and its verdict serves them all.
 
+use crate::ms;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
@@ -120,10 +121,6 @@ pub fn checks(service: &Service, rs: &RealServer) -> Vec<CheckKey> {
             })
         })
         .collect()
-}
-
-fn ms(d: std::time::Duration) -> u64 {
-    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
 #[cfg(test)]

@@ -73,8 +73,7 @@ mod tests {
     #[test]
     fn the_process_threads_are_listed() {
         let ids = threads().unwrap();
-        // SAFETY: getpid cannot fail.
-        let pid = unsafe { libc::getpid() };
+        let pid = libc::pid_t::try_from(std::process::id()).unwrap();
         assert!(ids.contains(&pid), "{ids:?} lacks the main thread {pid}");
     }
 }

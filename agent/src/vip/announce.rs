@@ -16,12 +16,10 @@ use tracing::warn;
 
 use super::addr::Link;
 use super::frames::{gratuitous_arp, unsolicited_na, ETH_P_ARP};
-use super::sys::{link_layer_addr, register};
+use super::sys::{link_layer_addr, nd_socket, registered};
 use super::{Mac, VipError};
 
 const ALL_NODES: Ipv6Addr = Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, 1);
-/// RFC 4861 §7.1.2: receivers drop neighbour discovery packets with another hop limit.
-const ND_HOP_LIMIT: u32 = 255;
 
 /// How announcements repeat (keepalived's garp_master_* and garp/gna_interval).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -99,20 +97,8 @@ impl Announcer {
 
         let arp = Socket::new(Domain::PACKET, Type::RAW, Some(Protocol::from(0)))
             .map_err(VipError::io(op("AF_PACKET socket")))?;
-        arp.set_nonblocking(true)
-            .map_err(VipError::io(op("non-blocking")))?;
 
-        let icmp6 = Socket::new(Domain::IPV6, Type::RAW, Some(Protocol::ICMPV6))
-            .map_err(VipError::io(op("ICMPv6 raw socket")))?;
-        icmp6
-            .bind_device(Some(link.name.as_bytes()))
-            .map_err(VipError::io(op("SO_BINDTODEVICE")))?;
-        icmp6
-            .set_multicast_hops_v6(ND_HOP_LIMIT)
-            .map_err(VipError::io(op("IPV6_MULTICAST_HOPS")))?;
-        icmp6
-            .set_multicast_if_v6(link.index)
-            .map_err(VipError::io(op("IPV6_MULTICAST_IF")))?;
+        let icmp6 = nd_socket(link, &op)?;
         icmp6
             .set_multicast_loop_v6(false)
             .map_err(VipError::io(op("IPV6_MULTICAST_LOOP")))?;
@@ -120,15 +106,12 @@ impl Announcer {
         icmp6
             .set_recv_buffer_size(0)
             .map_err(VipError::io(op("SO_RCVBUF")))?;
-        icmp6
-            .set_nonblocking(true)
-            .map_err(VipError::io(op("non-blocking")))?;
 
         Ok(Announcer {
             link: link.clone(),
             mac,
-            arp: register(arp).map_err(VipError::io(op("register with tokio")))?,
-            icmp6: register(icmp6).map_err(VipError::io(op("register with tokio")))?,
+            arp: registered(arp, &op)?,
+            icmp6: registered(icmp6, &op)?,
         })
     }
 

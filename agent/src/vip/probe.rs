@@ -8,6 +8,7 @@
 //! the addresses are on its interface, so the end of those answers is the evidence that
 //! it let go; the agent adds the addresses only then (break before make).
 
+use crate::ms;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddrV6};
 use std::time::Duration;
 
@@ -20,7 +21,7 @@ use super::addr::Link;
 use super::frames::{
     arp_probe, arp_reply_sender, na_target, neighbour_solicitation, solicited_node, ETH_P_ARP,
 };
-use super::sys::{link_layer_addr, register};
+use super::sys::{link_layer_addr, nd_socket, registered};
 use super::{Mac, VipError};
 
 /// One probe per VIP this often. A holder's kernel answers within a millisecond on a
@@ -155,14 +156,6 @@ impl Probe {
     }
 }
 
-/// `socket`, non-blocking, registered with tokio; `op` names the step in errors.
-fn registered(socket: Socket, op: &dyn Fn(&str) -> String) -> Result<AsyncFd<Socket>, VipError> {
-    socket
-        .set_nonblocking(true)
-        .map_err(VipError::io(op("non-blocking")))?;
-    register(socket).map_err(VipError::io(op("register with tokio")))
-}
-
 /// Readiness of an optional socket; never ready without one.
 async fn readable(
     socket: &Option<AsyncFd<Socket>>,
@@ -200,19 +193,7 @@ impl Sockets {
             None
         };
         let icmp6 = if vips.iter().any(IpAddr::is_ipv6) {
-            let socket = Socket::new(Domain::IPV6, Type::RAW, Some(Protocol::ICMPV6))
-                .map_err(VipError::io(op("ICMPv6 raw socket")))?;
-            socket
-                .bind_device(Some(link.name.as_bytes()))
-                .map_err(VipError::io(op("SO_BINDTODEVICE")))?;
-            // RFC 4861 §7.1.1: receivers drop solicitations with another hop limit.
-            socket
-                .set_multicast_hops_v6(255)
-                .map_err(VipError::io(op("IPV6_MULTICAST_HOPS")))?;
-            socket
-                .set_multicast_if_v6(link.index)
-                .map_err(VipError::io(op("IPV6_MULTICAST_IF")))?;
-            Some(registered(socket, &op)?)
+            Some(registered(nd_socket(link, &op)?, &op)?)
         } else {
             None
         };
@@ -283,10 +264,6 @@ fn read(socket: &Socket, buf: &mut [u8]) -> std::io::Result<usize> {
     use std::io::Read as _;
     let mut s = socket;
     s.read(buf)
-}
-
-fn ms(d: Duration) -> u64 {
-    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
 #[cfg(test)]

@@ -402,7 +402,12 @@ impl Cycle<'_> {
         topo.crash(&mut ctx.sh, &lbv)?;
         // The crash is the moment the victim's switch port went down, not when the
         // shell started the command (process start-up in TCG takes tens of ms).
-        let crashed = rec.link_down(&topo.ns("sw"), &lbv, began).unwrap_or(began);
+        let mut cut = None;
+        wait_until(Duration::from_secs(1), || {
+            cut = rec.link_down(&topo.ns("sw"), &lbv, began);
+            Ok(cut.is_some())
+        })?;
+        let crashed = cut.unwrap_or(began);
         rec.gone(&lbv, crashed);
         if let Some(d) = directors[victim - 1].take() {
             d.crashed(ctx)?;
