@@ -517,7 +517,7 @@ impl Runtime {
                 // Published at the end of the turn, with the claims.
                 Ok(()) = verdicts.changed() => {
                     self.health.verdicts = verdicts.borrow_and_update().clone();
-                    let now = HealthView::of(&self.cluster, &self.health);
+                    let now = self.health_view.with_verdicts(&self.cluster, &self.health);
                     let before = std::mem::replace(&mut self.health_view, now);
                     self.emit_health_changes(&before);
                 }

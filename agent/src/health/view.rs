@@ -22,22 +22,19 @@ pub struct HealthView {
 impl HealthView {
     /// This director's view of `cluster`'s real servers.
     pub fn of(cluster: &ClusterConfig, health: &Health) -> Self {
-        let mut down = Vec::new();
-        let mut i = 0;
-        for s in &cluster.services {
-            for rs in &s.real_servers {
-                if i % 8 == 0 {
-                    down.push(0);
-                }
-                if !health.member(s, rs).up {
-                    down[i / 8] |= 1 << (i % 8);
-                }
-                i += 1;
-            }
-        }
         HealthView {
             services_digest: digest(cluster),
-            down,
+            down: down_bits(cluster, health),
+        }
+    }
+
+    /// The view after new verdicts, of the services this view is of: the digest is
+    /// kept (at 10,000 real servers computing it again was half the cost of a view,
+    /// paid on the cluster task at every verdict change).
+    pub fn with_verdicts(&self, cluster: &ClusterConfig, health: &Health) -> Self {
+        HealthView {
+            services_digest: self.services_digest,
+            down: down_bits(cluster, health),
         }
     }
 
@@ -47,6 +44,24 @@ impl HealthView {
             .get(index / 8)
             .is_some_and(|b| b & (1 << (index % 8)) != 0)
     }
+}
+
+/// One bit per real server of `cluster`, set when it is down.
+fn down_bits(cluster: &ClusterConfig, health: &Health) -> Vec<u8> {
+    let mut down = Vec::new();
+    let mut i = 0;
+    for s in &cluster.services {
+        for rs in &s.real_servers {
+            if i % 8 == 0 {
+                down.push(0);
+            }
+            if !health.member(s, rs).up {
+                down[i / 8] |= 1 << (i % 8);
+            }
+            i += 1;
+        }
+    }
+    down
 }
 
 /// Digest of the services' keys and real servers in config order (never 0).
@@ -96,6 +111,7 @@ mod tests {
         );
         let v = HealthView::of(&c, &health);
         assert_eq!(v.down, [0b0101]);
+        assert_eq!(all_up.with_verdicts(&c, &health), v);
         assert!(v.is_down(0) && !v.is_down(1) && v.is_down(2) && !v.is_down(3));
         assert!(!v.is_down(99));
         assert_eq!(v.services_digest, all_up.services_digest);
