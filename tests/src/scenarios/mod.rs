@@ -71,7 +71,7 @@ pub const ALL: &[Scenario] = &[
     },
     Scenario {
         name: "health_bench",
-        about: "benchmark: 10,000 real servers with a 1 s TCP check, keepalived's checker then lvs-agent: probes/s, CPU, RSS, mass change",
+        about: "benchmark: 10,000 real servers with a TCP check at delay_loop 1 s and 20 s, keepalived's checker then lvs-agent: probes/s, CPU, RSS, every port closing and opening",
         timeout_secs: 1800,
         run: health_bench::run,
     },
