@@ -161,18 +161,15 @@ impl Runner {
 
     fn set(&mut self, checks: BTreeSet<CheckKey>) {
         let before = self.ids.len();
-        let gone: Vec<usize> = self
-            .ids
-            .iter()
-            .filter(|(key, _)| !checks.contains(key.as_ref()))
-            .map(|(_, &id)| id)
-            .collect();
-        for id in gone {
-            if let Some(slot) = self.slots[id].take() {
-                self.ids.remove(&slot.key);
-                self.free.push(id);
+        let (slots, free) = (&mut self.slots, &mut self.free);
+        self.ids.retain(|key, &mut id| {
+            let keep = checks.contains(key.as_ref());
+            if !keep {
+                slots[id] = None;
+                free.push(id);
             }
-        }
+            keep
+        });
         let kept = self.ids.len();
         let now = self.now_ms();
         for key in checks {

@@ -105,15 +105,15 @@ fn measure(
     listener.stop(ctx, index)?;
     let emptied = wait_until(SETTLE, || Ok(destinations(pid)? == 0))?;
     let all_out = emptied.then(|| closed.elapsed());
-    // They open again: the checker puts every one back.
-    let (back, opened) = if emptied {
+    // They open again (once all are out): the checker puts every one back.
+    let back = if emptied {
         let index = listen(ctx, &mut listener, rs1, &tally)?;
         let opened = Instant::now();
         let filled = wait_until(SETTLE, || Ok(destinations(pid)? == total))?;
         listener.stop(ctx, index)?;
-        (filled.then(|| opened.elapsed()), true)
+        filled.then(|| opened.elapsed())
     } else {
-        (None, false)
+        None
     };
     let show = |d: Option<Duration>, tried: bool| match d {
         Some(d) => format!("{:.1}", d.as_secs_f64()),
@@ -129,7 +129,7 @@ fn measure(
         cpu_pct / 100.0 / probes_per_s.max(1.0) * 1e6,
         show(all_out, true),
         delay_loop + RETRIES_S,
-        show(back, opened),
+        show(back, emptied),
     ));
     running.stop(ctx)?;
     let _ = quiet(lb1, &["ipvsadm", "-C"]);
